@@ -1,0 +1,45 @@
+"""The evaluation protocol shared by every agent and by the benchmarks' peers: greedy policy, a separate set
+of eval envs with fixed seeds, N full episodes played side by side with one batched forward per step."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from envs.factory import make_env
+
+EVAL_SEED_OFFSET = 1_000_000  # eval episodes never share seeds with training envs
+
+
+class EpisodeEvaluator:
+    """Holds N eval envs (created once, re-seeded per evaluation) and plays one episode on each."""
+
+    def __init__(self, env_id: str, env_kwargs: dict[str, Any] | None = None) -> None:
+        self.env_id, self.env_kwargs = env_id, dict(env_kwargs or {})
+        self.envs: list[gym.Env] = []
+
+    def __call__(self, act: Callable[[np.ndarray], np.ndarray], episodes: int, seed: int) -> dict[str, float]:
+        while len(self.envs) < episodes:
+            self.envs.append(make_env(self.env_id, **self.env_kwargs))
+        envs = self.envs[:episodes]
+        obs = np.stack([env.reset(seed=seed + EVAL_SEED_OFFSET + i)[0] for i, env in enumerate(envs)])
+        returns = np.zeros(episodes)
+        lengths = np.zeros(episodes, dtype=np.int64)
+        active = np.ones(episodes, dtype=bool)
+        while active.any():
+            playing = np.flatnonzero(active)
+            actions = act(obs[playing])
+            for i, action in zip(playing, actions):
+                obs[i], reward, terminated, truncated, _ = envs[i].step(action)
+                returns[i] += reward
+                lengths[i] += 1
+                active[i] = not (terminated or truncated)
+        return {"mean_return": float(returns.mean()), "std_return": float(returns.std()),
+                "episodes": episodes, "mean_length": float(lengths.mean())}
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+        self.envs = []

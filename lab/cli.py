@@ -1,0 +1,263 @@
+"""The `lab` command line: train, eval, config, list, plot, and the commands packages register."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from lab.errors import LabError
+
+EPILOG = """examples:
+  lab train configs/dqn/cartpole.yaml                 train DQN on CartPole-v1, evaluate, report
+  lab train dqn/cartpole trainer.max_steps=20000 seed=3
+  lab train --resume runs/cartpole-20261122-101500    continue a stopped or killed run
+  lab eval runs/cartpole-20261122-101500 --episodes 20 --json
+  lab config vision/digits optim.lr=3e-3               print the resolved config
+  lab list                                             configs, tasks, agents, models, environments
+  lab plot runs/cartpole-20261122-101500              learning curves to a PNG
+"""
+
+
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from lab.commands import COMMANDS
+
+    parser = argparse.ArgumentParser(
+        prog="lab", formatter_class=_formatter, epilog=EPILOG,
+        description="gym lab: train Deep Q-Learning agents, NLP and vision models with one trainer.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, help: str, description: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=description, formatter_class=_formatter)
+
+    train = add("train", "train a model or agent from a YAML config (or resume a run)",
+                "Train from a YAML config with optional dotted overrides, or resume a stopped run.\n"
+                "Evaluates at the end and prints the result and where the run went.\n\n"
+                "example:\n  lab train configs/dqn/cartpole.yaml trainer.max_steps=30000 --run-dir runs/cp\n"
+                "  lab train --resume runs/cp")
+    train.add_argument("config", nargs="?", help="config path or name under configs/ (e.g. dqn/cartpole)")
+    train.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. optim.lr=3e-4")
+    train.add_argument("--run-dir", type=Path, help="where the run goes (default: runs/NAME-TIMESTAMP)")
+    train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue this run from its latest checkpoint")
+    train.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    ev = add("eval", "evaluate a trained run's checkpoint",
+             "Evaluate a run: agents play N greedy episodes on a separate env; supervised tasks score the test "
+             "split.\n\nexample:\n  lab eval runs/cp --episodes 20 --json")
+    ev.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    ev.add_argument("--episodes", type=int, help="episodes for agents (default: trainer.eval_episodes)")
+    ev.add_argument("--checkpoint", default="best", help="best (default), latest or a step_… directory name")
+    ev.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="override the run's device")
+    ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
+    cfg = add("config", "print a resolved config (YAML + overrides, validated)",
+              "Validate a config with overrides and print every key with its value, defaults included.\n\n"
+              "example:\n  lab config dqn/cartpole optim.lr=1e-3")
+    cfg.add_argument("config")
+    cfg.add_argument("overrides", nargs="*", metavar="key=value")
+    cfg.add_argument("--json", action="store_true")
+
+    ls = add("list", "list configs, tasks, agents, models, environments and commands",
+             "List what the lab's registries hold.\n\nexample:\n  lab list models --json")
+    ls.add_argument("what", nargs="?", choices=["configs", "tasks", "agents", "models", "envs", "commands"])
+    ls.add_argument("--json", action="store_true")
+
+    pl = add("plot", "draw a run's learning curves to a PNG",
+             "Plot every train/ and eval/ metric of a run against steps (eval std as a band).\n\n"
+             "example:\n  lab plot runs/cp --out curves.png")
+    pl.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    pl.add_argument("--out", type=Path, help="PNG path (default: RUN_DIR/plots/curves.png)")
+
+    for name in COMMANDS.names():
+        command = COMMANDS.get(name)
+        command.add_arguments(add(name, command.help, command.description))
+    return parser
+
+
+# --- commands ----------------------------------------------------------------------------------------------------
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from lab.config import load_config
+    from lab.runs import create_run_dir, default_run_dir, open_run
+    from lab.trainer import Trainer, TrainingInterrupted
+
+    if args.resume is not None:
+        if args.run_dir is not None:
+            raise LabError("use either --resume RUN_DIR or --run-dir DIR, not both")
+        overrides = ([args.config] if args.config else []) + args.overrides
+        run_dir = args.resume
+        config, info = open_run(run_dir, overrides)
+        from lab.checkpoint import find_checkpoint
+
+        resume_from = find_checkpoint(run_dir, "latest")
+        if overrides:
+            from lab.config import save_config
+
+            save_config(config, run_dir / "config.yaml")
+    else:
+        if args.config is None:
+            raise LabError("give a config to train (e.g. lab train configs/dqn/cartpole.yaml) or --resume RUN_DIR")
+        config = load_config(args.config, args.overrides)
+        run_dir = args.run_dir or default_run_dir(config, args.config)
+        import os
+
+        if int(os.environ.get("RANK", "0")) == 0:
+            info = create_run_dir(run_dir, config, args.config)
+        else:  # torchrun: rank 0 creates the dir; the others share its id
+            info = {"run_id": run_dir.name}
+        resume_from = None
+
+    started = time.perf_counter()
+    trainer = Trainer(config, run_dir, run_id=info["run_id"])
+    sync_hint = None
+    try:
+        result = trainer.fit(resume_from=resume_from)
+    except TrainingInterrupted as stop:
+        print(f"{stop}; checkpoint written to {stop.checkpoint}\nresume with: lab train --resume {run_dir}",
+              file=sys.stderr)
+        return stop.exit_code
+    if not trainer.dist.is_main:
+        return 0
+    sync_hint = _wandb_sync_hint(run_dir)
+    result.update(run_dir=str(run_dir), seconds=round(time.perf_counter() - started, 2), wandb_sync=sync_hint)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"done: {result['step']:,} steps in {result['seconds']:.1f} s")
+    print("result: " + _format_eval(result["eval"]))
+    if result["best_metric"] and result["best"] is not None:
+        print(f"best: {result['best_metric']} = {result['best']:.4g} at step {result['best_step']:,}")
+    print(f"run: {run_dir}  (config.yaml, metrics.jsonl, checkpoints/)")
+    if sync_hint:
+        print(f"W&B: logged offline; upload later with: {sync_hint}")
+    print(f"next: lab eval {run_dir} --json | lab plot {run_dir}")
+    return 0
+
+
+def _wandb_sync_hint(run_dir: Path) -> str | None:
+    runs = sorted((run_dir / "wandb").glob("offline-run-*"))
+    return f"wandb sync {runs[-1]}" if runs else None
+
+
+def _format_eval(metrics: dict[str, float]) -> str:
+    names = {k.split("/", 1)[-1]: v for k, v in metrics.items()}
+    if "mean_return" in names:
+        text = f"mean return {names['mean_return']:.2f} ± {names.get('std_return', 0.0):.2f}"
+        if "episodes" in names:
+            text += f" over {int(names['episodes'])} episodes"
+        return text
+    return ", ".join(f"{k} {v:.4g}" for k, v in names.items())
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from lab.devices import autocast
+    from lab.runs import load_trained_task
+
+    if args.episodes is not None and args.episodes < 1:
+        raise LabError(f"--episodes must be at least 1, got {args.episodes}")
+    task, config, path = load_trained_task(args.run_dir, args.checkpoint, args.device)
+    episodes = args.episodes or config.trainer.eval_episodes
+    with torch.no_grad(), autocast(task.device, bool(getattr(getattr(config, "model", None), "bf16", False))):
+        metrics = task.evaluate(episodes)
+    task.close()
+    metrics = {k: (int(v) if k == "episodes" else float(v)) for k, v in metrics.items()}
+    if args.json:
+        print(json.dumps({**metrics, "checkpoint": str(path)}))
+    else:
+        print(f"{args.run_dir} ({path.name}): {_format_eval(metrics)}")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from lab.config import config_to_dict, load_config
+
+    data = config_to_dict(load_config(args.config, args.overrides))
+    print(json.dumps(data, indent=2) if args.json else yaml.safe_dump(data, sort_keys=False), end="")
+    if args.json:
+        print()
+    return 0
+
+
+def registry_listing() -> dict[str, list[dict[str, str]]]:
+    import gymnasium as gym
+
+    from lab.commands import COMMANDS
+    from lab.config import available_configs
+    from lab.registry import AGENTS, MODELS, TASKS
+
+    def entries(registry: Any) -> list[dict[str, str]]:
+        return [{"name": n, "help": registry.describe(n)} for n in registry.names()]
+
+    envs = sorted(gym.registry)
+    return {
+        "configs": [{"name": n, "help": ""} for n in available_configs()],
+        "tasks": entries(TASKS),
+        "agents": entries(AGENTS),
+        "models": entries(MODELS),
+        "envs": [{"name": n, "help": ""} for n in envs],
+        "commands": entries(COMMANDS),
+    }
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    listing = registry_listing()
+    if args.what:
+        listing = {args.what: listing[args.what]}
+    if args.json:
+        print(json.dumps({k: [e["name"] for e in v] for k, v in listing.items()}, indent=2))
+        return 0
+    for section, items in listing.items():
+        shown = items
+        if section == "envs" and args.what != "envs":  # Atari alone has hundreds: summarise unless asked
+            atari = [e for e in items if e["name"].startswith("ALE/")]
+            shown = [e for e in items if not e["name"].startswith("ALE/")]
+            if atari:
+                shown = shown + [{"name": f"ALE/… ({len(atari)} Atari games: lab list envs)", "help": ""}]
+        print(f"{section} ({len(items)}):")
+        for item in shown:
+            print(f"  {item['name']:<32} {item['help']}".rstrip())
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from lab.plotting import plot_run
+    from lab.runs import open_run
+
+    open_run(args.run_dir)
+    print(plot_run(args.run_dir, args.out))
+    return 0
+
+
+BUILTIN = {"train": cmd_train, "eval": cmd_eval, "config": cmd_config, "list": cmd_list, "plot": cmd_plot}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command in BUILTIN:
+            return BUILTIN[args.command](args)
+        from lab.commands import COMMANDS
+
+        return COMMANDS.get(args.command).run(args)
+    except LabError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("aborted", file=sys.stderr)
+        return 130
+
+
+def entry() -> None:
+    sys.exit(main())

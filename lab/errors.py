@@ -1,0 +1,21 @@
+"""User-facing errors: one clear line, exit code 2, no traceback."""
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class LabError(Exception):
+    """Bad input from the user (config, CLI, files). The CLI prints the message alone and exits with code 2."""
+
+
+def did_you_mean(name: str, choices: Iterable[str], n: int = 3) -> str:
+    """' (did you mean 'x' or 'y'?)' for the nearest valid choices, or a short list of valid ones."""
+    choices = sorted(set(choices))
+    close = difflib.get_close_matches(name, choices, n=n, cutoff=0.5)
+    if close:
+        return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
+    if not choices:
+        return ""
+    shown = ", ".join(choices[:8]) + (", …" if len(choices) > 8 else "")
+    return f" (valid: {shown})"

@@ -1,0 +1,75 @@
+"""Run directories: creating a new one safely, opening an existing one, and loading its trained task."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lab import checkpoint as ckpt
+from lab.checkpoint import atomic_write_json
+from lab.config import RunConfig, read_yaml, save_config, validate_config
+from lab.devices import resolve_device
+from lab.distributed import DistInfo
+from lab.errors import LabError
+from lab.registry import TASKS
+from lab.task import Task
+
+RUNS_ROOT = Path("runs")
+CONFIG_FILE, RUN_FILE = "config.yaml", "run.json"
+
+
+def default_run_dir(config: RunConfig, config_name: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return RUNS_ROOT / f"{Path(config_name).stem}-{stamp}"
+
+
+def create_run_dir(run_dir: Path, config: RunConfig, config_source: str) -> dict[str, Any]:
+    """Make a fresh run dir; refuse one that already holds files so nothing saved is overwritten."""
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise LabError(f"run dir '{run_dir}' is not empty; resume it with `lab train --resume {run_dir}` "
+                       "or choose another --run-dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    info = {"run_id": f"{run_dir.name}-{int(time.time() * 1000) % 10**6:06d}", "task": config.task,
+            "config_source": config_source, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    save_config(config, run_dir / CONFIG_FILE)
+    atomic_write_json(run_dir / RUN_FILE, info)
+    return info
+
+
+def open_run(run_dir: Path, overrides: list[str] | None = None) -> tuple[RunConfig, dict[str, Any]]:
+    """The saved config (with allowed overrides) and run info of an existing run dir."""
+    if not run_dir.is_dir():
+        raise LabError(f"run dir '{run_dir}' does not exist")
+    if not (run_dir / CONFIG_FILE).is_file() or not (run_dir / RUN_FILE).is_file():
+        raise LabError(f"'{run_dir}' is not a run dir (no {CONFIG_FILE} / {RUN_FILE}); "
+                       "pass a directory made by `lab train`")
+    data = read_yaml(run_dir / CONFIG_FILE)
+    if overrides:
+        from lab.config import apply_overrides
+
+        for item in overrides:
+            section = item.split("=", 1)[0].split(".", 1)[0]
+            if section not in ("trainer", "tracking"):
+                raise LabError(f"override '{item}': a resumed run keeps its config; only trainer.* and tracking.* "
+                               "keys can change")
+        data = apply_overrides(data, overrides)
+    config = validate_config(data, source=str(run_dir / CONFIG_FILE))
+    info = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
+    return config, info
+
+
+def load_trained_task(run_dir: Path, which: str = "best", device: str | None = None) -> tuple[Task, RunConfig, Path]:
+    """Rebuild a run's task and load a checkpoint's model weights, ready for evaluation or play."""
+    config, _ = open_run(run_dir)
+    if device is not None:
+        config.device = device
+    path = ckpt.find_checkpoint(run_dir, which)
+    checkpoint = ckpt.read_checkpoint(path)
+    torch.manual_seed(config.seed)
+    task = TASKS.get(config.task)(config, resolve_device(config.device), run_dir, DistInfo())
+    ckpt.load_model_weights(task.model, checkpoint.model, path)
+    task.model.eval()
+    return task, config, path

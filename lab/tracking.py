@@ -1,0 +1,97 @@
+"""Run tracking: a local `metrics.jsonl` always, and Weights & Biases (offline by default) through `wandb`."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+METRICS_FILE = "metrics.jsonl"
+
+
+class Tracker:
+    """Logs scalars, images, videos and tables. Only rank 0 creates one; other ranks get `enabled=False`."""
+
+    def __init__(self, run_dir: Path, config: dict[str, Any], mode: str, project: str, run_id: str,
+                 name: str | None = None, entity: str | None = None, tags: list[str] | None = None,
+                 enabled: bool = True) -> None:
+        self.run_dir = run_dir
+        self.enabled = enabled
+        self.wandb_run = None
+        if not enabled:
+            return
+        self._metrics = open(run_dir / METRICS_FILE, "a", encoding="utf-8")
+        mode = os.environ.get("WANDB_MODE", mode) if mode != "disabled" else "disabled"
+        if mode != "disabled":
+            import wandb
+
+            self.wandb_run = wandb.init(project=project, entity=entity, name=name or run_dir.name, id=run_id,
+                                        dir=str(run_dir), config=config, tags=tags, mode=mode, resume="allow",
+                                        settings=wandb.Settings(silent=True, console="off"))
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        if not self.enabled:
+            return
+        self._metrics.write(json.dumps({"step": step, **metrics}) + "\n")
+        self._metrics.flush()
+        if self.wandb_run is not None:
+            self.wandb_run.log(metrics, step=step)
+
+    def summary(self, values: dict[str, Any]) -> None:
+        if self.wandb_run is not None:
+            for key, value in values.items():
+                self.wandb_run.summary[key] = value
+
+    def log_image(self, key: str, path: Path, step: int) -> None:
+        if self.wandb_run is not None:
+            import wandb
+
+            self.wandb_run.log({key: wandb.Image(str(path))}, step=step)
+
+    def log_video(self, key: str, frames: np.ndarray, step: int, fps: int = 30) -> None:
+        """frames: T×H×W×C uint8."""
+        if self.wandb_run is not None:
+            import wandb
+
+            self.wandb_run.log({key: wandb.Video(np.transpose(frames, (0, 3, 1, 2)), fps=fps, format="gif")},
+                               step=step)
+
+    def log_table(self, key: str, columns: list[str], rows: list[list[Any]], step: int) -> None:
+        if self.wandb_run is not None:
+            import wandb
+
+            self.wandb_run.log({key: wandb.Table(columns=columns, data=rows)}, step=step)
+
+    @property
+    def sync_hint(self) -> str | None:
+        """How to upload an offline run later."""
+        if self.wandb_run is None or self.wandb_run.settings.mode != "offline":
+            return None
+        return f"wandb sync {Path(self.wandb_run.dir).parent}"
+
+    def finish(self, exit_code: int = 0) -> None:
+        if not self.enabled:
+            return
+        self._metrics.close()
+        if self.wandb_run is not None:
+            self.wandb_run.finish(exit_code=exit_code)
+            self.wandb_run = None
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / METRICS_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def truncate_metrics(run_dir: Path, step: int) -> None:
+    """On resume, drop records logged after the checkpoint we continue from, so the log matches an unbroken run."""
+    from lab.checkpoint import atomic_write_text
+
+    records = read_metrics(run_dir)
+    kept = [r for r in records if r["step"] <= step]
+    if len(kept) != len(records):
+        atomic_write_text(run_dir / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in kept))

@@ -1,0 +1,371 @@
+"""The one Trainer every task runs under: RL agents, NLP and vision models alike.
+
+The task supplies losses (`Task.train_step`) and evaluations; the Trainer owns the loop and everything around
+it: optimizer, LR schedule, gradient clipping, bf16 autocast, torch.compile, progress, logging, evaluation,
+checkpoints (periodic, best, on stop), early stopping, seeding, Ctrl-C/SIGTERM and DDP under torchrun.
+"""
+from __future__ import annotations
+
+import math
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from lab import checkpoint as ckpt
+from lab.config import OptimConfig, RunConfig, config_to_dict
+from lab.devices import autocast, resolve_device
+from lab.distributed import DistInfo, barrier, init_distributed
+from lab.errors import LabError
+from lab.registry import TASKS
+from lab.seeding import rng_state, seed_everything, set_rng_state
+from lab.task import StepOutput, Task
+from lab.tracking import Tracker, truncate_metrics
+
+Callback = Callable[["Trainer"], None]
+
+
+class TrainingInterrupted(Exception):
+    """Raised after a stop request (Ctrl-C, SIGTERM) once the checkpoint is written."""
+
+    def __init__(self, signum: int, checkpoint: Path | None) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum, self.checkpoint = signum, checkpoint
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def build_optimizer(groups: list[dict[str, Any]], cfg: OptimConfig) -> torch.optim.Optimizer:
+    common = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
+    if cfg.name == "adam":
+        return torch.optim.Adam(groups, betas=cfg.betas, eps=cfg.eps, **common)
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(groups, betas=cfg.betas, eps=cfg.eps, **common)
+    if cfg.name == "rmsprop":
+        return torch.optim.RMSprop(groups, alpha=cfg.alpha, eps=cfg.eps, momentum=cfg.momentum, **common)
+    return torch.optim.SGD(groups, momentum=cfg.momentum, nesterov=cfg.nesterov, **common)
+
+
+def lr_factor(step: int, max_steps: int, cfg: OptimConfig) -> float:
+    """Multiplier on each group's base LR at trainer step `step`: warm-up, then constant/linear/cosine decay."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, max_steps - cfg.warmup_steps))
+    floor = cfg.min_lr_ratio
+    if cfg.schedule == "linear":
+        return 1.0 - (1.0 - floor) * progress
+    if cfg.schedule == "cosine":
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 1.0
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module under DDP and torch.compile wrappers (its state_dict keys are the canonical ones)."""
+    while isinstance(model, DistributedDataParallel) or hasattr(model, "_orig_mod"):
+        model = model.module if isinstance(model, DistributedDataParallel) else model._orig_mod
+    return model
+
+
+def crossed(before: int, after: int, every: int | None) -> bool:
+    """Did the step counter pass a multiple of `every` (steps may advance by more than one)?"""
+    return every is not None and after // every > before // every
+
+
+class Trainer:
+    def __init__(self, config: RunConfig, run_dir: Path | None, callbacks: list[Callback] | None = None,
+                 run_id: str | None = None) -> None:
+        self.config = config
+        self.run_dir = run_dir
+        self.callbacks = list(callbacks or [])
+        self.run_id = run_id or (run_dir.name if run_dir else "run")
+        self.device = resolve_device(config.device)
+        self.dist: DistInfo = init_distributed(self.device)
+        task_class = TASKS.get(config.task)
+        if self.dist.enabled and not task_class.supports_ddp:
+            raise LabError(f"task '{config.task}' does not run under torchrun; start it with plain `lab train`")
+        seed_everything(config.seed + self.dist.rank, config.trainer.deterministic)
+
+        self.task: Task = task_class(config, self.device, run_dir, self.dist)
+        switches = getattr(config, "model", None)
+        self.bf16 = bool(getattr(switches, "bf16", False))
+        if getattr(switches, "compile", False):
+            self.task.model.compile()
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.task.model = DistributedDataParallel(self.task.model, device_ids=ids)
+        self.optimizer = build_optimizer(self.task.parameter_groups(), config.optim)
+        self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
+
+        trainer_cfg = config.trainer
+        self.best_metric = trainer_cfg.best_metric or task_class.best_metric
+        self.best_mode = trainer_cfg.best_mode or task_class.best_mode
+        self.step = self.updates = self.evals = self.bad_evals = 0
+        self.last_eval_step = -1
+        self.best_value: float | None = None
+        self.best_step: int | None = None
+        self.window: dict[str, list[Any]] = {}  # metric -> [sum, count] over the current log window
+        self.last_eval: dict[str, float] = {}
+        self.stop_signal: int | None = None
+        self.early_stop_reason: str | None = None
+        self.tracker: Tracker | None = None
+
+    # --- the loop ---------------------------------------------------------------------------------------------
+    def fit(self, resume_from: Path | None = None) -> dict[str, Any]:
+        cfg = self.config.trainer
+        if resume_from is not None:
+            self.restore(ckpt.read_checkpoint(resume_from))
+            if self.run_dir is not None and self.dist.is_main:
+                truncate_metrics(self.run_dir, self.step)
+        self.tracker = self._make_tracker()
+        previous_handlers = self._install_signal_handlers()
+        progress = _Progress(cfg.max_steps, self.step, enabled=cfg.progress and self.dist.is_main)
+        tick_time, tick_step = time.perf_counter(), self.step
+        exit_code = 1
+        try:
+            with progress:
+                while self.step < cfg.max_steps and self.early_stop_reason is None and not self._stop_requested():
+                    before = self.step
+                    with autocast(self.device, self.bf16):
+                        out = self.task.train_step()
+                    if out.loss is not None:
+                        self._update(out.loss)
+                    self.step += out.steps
+                    self._accumulate(out)
+                    if crossed(before, self.step, cfg.log_every):
+                        now = time.perf_counter()
+                        rate = (self.step - tick_step) / max(now - tick_time, 1e-9)
+                        tick_time, tick_step = now, self.step
+                        progress.show(self._log_train(rate))
+                    if crossed(before, self.step, cfg.eval_every):
+                        progress.print(self._evaluate())
+                    if crossed(before, self.step, cfg.checkpoint_every):
+                        self.save()
+                    for callback in self.callbacks:
+                        callback(self)
+                    progress.advance(self.step)
+            if self.stop_signal is not None:
+                raise TrainingInterrupted(self.stop_signal, self.save())
+            if self.last_eval_step != self.step:
+                progress.print(self._evaluate())
+            self.save()
+            if self.early_stop_reason:
+                progress.print(f"early stop: {self.early_stop_reason}")
+            exit_code = 0
+            return {"step": self.step, "eval": dict(self.last_eval), "best": self.best_value,
+                    "best_step": self.best_step, "best_metric": self.best_metric,
+                    "early_stop": self.early_stop_reason}
+        finally:
+            for signum, handler in previous_handlers.items():
+                signal.signal(signum, handler)
+            self.tracker.finish(exit_code)
+            self.task.close()
+
+    def _update(self, loss: torch.Tensor) -> None:
+        cfg = self.config.optim
+        factor = lr_factor(self.step, self.config.trainer.max_steps, cfg)
+        for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = base_lr * factor
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip is not None:
+            params = [p for group in self.optimizer.param_groups for p in group["params"]]
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            self._add_metric("grad_norm", grad_norm.detach())
+        self.optimizer.step()
+        self.updates += 1
+        self.task.after_update(self.updates)
+        self._add_metric("loss", loss.detach().float())
+
+    def request_stop(self, signum: int = signal.SIGTERM) -> None:
+        """Stop after the current step, write a checkpoint and raise TrainingInterrupted (as Ctrl-C does)."""
+        self.stop_signal = signum
+
+    def _stop_requested(self) -> bool:
+        if not self.dist.enabled:
+            return self.stop_signal is not None
+        flag = torch.tensor([0 if self.stop_signal is None else self.stop_signal], device=self._dist_device())
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        self.stop_signal = int(flag.item()) or None
+        return self.stop_signal is not None
+
+    # --- metrics, evaluation, early stopping --------------------------------------------------------------------
+    def _add_metric(self, name: str, value: float | torch.Tensor) -> None:
+        total, count = self.window.get(name, (0.0, 0))
+        self.window[name] = [total + value, count + 1]
+
+    def _accumulate(self, out: StepOutput) -> None:
+        for name, value in out.metrics.items():
+            self._add_metric(name, value.detach() if isinstance(value, torch.Tensor) else value)
+
+    def _log_train(self, steps_per_second: float) -> dict[str, float]:
+        metrics = {f"train/{k}": float(total) / count for k, (total, count) in self.window.items() if count}
+        metrics["train/lr"] = self.optimizer.param_groups[0]["lr"]
+        self.window = {}
+        self.tracker.log({**metrics, "time/steps_per_second": steps_per_second}, self.step)
+        return metrics
+
+    def _evaluate(self) -> str:
+        was_training = self.task.model.training
+        self.task.model.eval()
+        with torch.no_grad(), autocast(self.device, self.bf16):
+            results = self.task.evaluate(self.config.trainer.eval_episodes)
+        self.task.model.train(was_training)
+        self.evals += 1
+        self.last_eval_step = self.step
+        self.last_eval = {f"eval/{k}": float(v) for k, v in results.items()}
+        self.tracker.log(self.last_eval, self.step)
+        if self.dist.is_main:
+            self.task.log_media(self.tracker, self.step)
+        line = f"step {self.step:,} eval: " + ", ".join(f"{k[5:]} {v:.4g}" for k, v in self.last_eval.items())
+        if self.best_metric is None:
+            return line
+        if self.best_metric not in self.last_eval:
+            from lab.errors import did_you_mean
+
+            raise LabError(f"trainer.best_metric '{self.best_metric}' is not an eval metric"
+                           f"{did_you_mean(self.best_metric, self.last_eval)}")
+        value = self.last_eval[self.best_metric]
+        improved = self.best_value is None or (value > self.best_value if self.best_mode == "max"
+                                               else value < self.best_value)
+        if improved:
+            self.best_value, self.best_step, self.bad_evals = value, self.step, 0
+            self.save(best=True)
+        else:
+            self.bad_evals += 1
+        cfg = self.config.trainer
+        if cfg.stop_at is not None and (value >= cfg.stop_at if self.best_mode == "max" else value <= cfg.stop_at):
+            self.early_stop_reason = f"{self.best_metric} = {value:.4g} reached trainer.stop_at = {cfg.stop_at}"
+        elif cfg.patience is not None and self.bad_evals >= cfg.patience:
+            self.early_stop_reason = f"no improvement of {self.best_metric} in {cfg.patience} evaluations"
+        return line + f" (best {self.best_value:.4g} at step {self.best_step:,})"
+
+    # --- checkpoints ---------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "meta": {"task": self.config.task, "step": self.step, "run_id": self.run_id,
+                     "config": config_to_dict(self.config)},
+            "trainer": {"step": self.step, "updates": self.updates, "evals": self.evals,
+                        "bad_evals": self.bad_evals, "best_value": self.best_value, "best_step": self.best_step,
+                        "last_eval_step": self.last_eval_step, "last_eval": self.last_eval,
+                        "window": self.window},
+            "optimizer": self.optimizer.state_dict(),
+            "task": self.task.state_dict(),
+            "rng": rng_state(),
+        }
+
+    def save(self, best: bool = False) -> Path | None:
+        """Write a checkpoint of the current step (rank 0 only); point latest (and best) at it; prune old ones."""
+        if self.run_dir is None:
+            return None
+        root = ckpt.checkpoint_dir(self.run_dir)
+        path = root / ckpt.step_name(self.step)
+        if self.dist.is_main:
+            ckpt.write_checkpoint(path, unwrap(self.task.model).state_dict(), self.state_dict())
+            ckpt.atomic_write_json(root / "latest.json", {"name": path.name, "step": self.step})
+            if best:
+                ckpt.atomic_write_json(root / "best.json", {"name": path.name, "step": self.step,
+                                                            "metric": self.best_metric, "value": self.best_value})
+            self._prune(root)
+        barrier(self.dist)
+        return path
+
+    def _prune(self, root: Path) -> None:
+        import json
+        import shutil
+
+        keep = {json.loads((root / f"{p}.json").read_text())["name"] for p in ("latest", "best")
+                if (root / f"{p}.json").is_file()}
+        steps = sorted(p for p in root.glob("step_*") if p.is_dir())
+        keep.update(p.name for p in steps[-self.config.trainer.keep_last:])
+        for old in steps:
+            if old.name not in keep:
+                shutil.rmtree(old)
+
+    def restore(self, checkpoint: ckpt.Checkpoint) -> None:
+        state = checkpoint.state
+        if state["meta"]["task"] != self.config.task:
+            raise LabError(f"checkpoint '{checkpoint.path}' is from task '{state['meta']['task']}', "
+                           f"not '{self.config.task}'")
+        ckpt.load_model_weights(unwrap(self.task.model), checkpoint.model, checkpoint.path)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.task.load_state_dict(state["task"])
+        trainer = state["trainer"]
+        for key in ("step", "updates", "evals", "bad_evals", "best_value", "best_step", "last_eval_step"):
+            setattr(self, key, trainer[key])
+        self.last_eval = trainer["last_eval"]
+        self.window = {k: list(v) for k, v in trainer["window"].items()}
+        self.run_id = state["meta"]["run_id"]
+        set_rng_state(state["rng"])
+
+    # --- plumbing ---------------------------------------------------------------------------------------------
+    def _make_tracker(self) -> Tracker:
+        tracking = self.config.tracking
+        enabled = self.dist.is_main and self.run_dir is not None
+        return Tracker(self.run_dir or Path("."), config_to_dict(self.config), tracking.mode, tracking.project,
+                       self.run_id, name=tracking.name, entity=tracking.entity, tags=tracking.tags,
+                       enabled=enabled)
+
+    def _dist_device(self) -> torch.device:
+        return self.device if self.device.type == "cuda" else torch.device("cpu")
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            if self.stop_signal is not None:  # second Ctrl-C: give up at once
+                raise KeyboardInterrupt
+            self.stop_signal = signum
+            if self.dist.is_main:
+                print(f"\n{signal.Signals(signum).name}: stopping after this step and writing a checkpoint "
+                      "(press Ctrl-C again to abort without one)", flush=True)
+
+        return {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+
+
+class _Progress:
+    """A rich progress bar (step, rate, ETA, latest metrics) that degrades to nothing when disabled."""
+
+    def __init__(self, total: int, start: int, enabled: bool) -> None:
+        self.enabled = enabled
+        if not enabled:
+            return
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+
+        self.bar = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                            TimeRemainingColumn(), TextColumn("{task.fields[metrics]}"))
+        self.task_id = self.bar.add_task("train", total=total, completed=start, rate="", metrics="")
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            self.bar.stop()
+
+    def advance(self, step: int) -> None:
+        if self.enabled:
+            self.bar.update(self.task_id, completed=step)
+
+    def show(self, metrics: dict[str, float]) -> None:
+        if self.enabled:
+            text = " ".join(f"{k.split('/')[-1]}={v:.3g}" for k, v in metrics.items() if k != "train/lr")
+            speed = self.bar.tasks[0].speed
+            self.bar.update(self.task_id, metrics=text, rate=f"{speed:,.0f} steps/s" if speed else "")
+
+    def print(self, line: str) -> None:
+        if self.enabled:
+            self.bar.console.print(line, highlight=False)
