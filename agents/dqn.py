@@ -174,7 +174,7 @@ class DQN(Task):
     # --- learning ---------------------------------------------------------------------------------------------
     def train_step(self) -> StepOutput:
         steps, metrics = 0, {}
-        if self.updates_due == 0:
+        if self.updates_due == 0 or len(self.buffer) < self.cfg.batch_size:  # never spin without stepping
             before = self.env_steps
             steps, metrics = self.collect()
             if self.env_steps >= self.cfg.learning_starts:

@@ -245,7 +245,12 @@ BUILTIN = {"train": cmd_train, "eval": cmd_eval, "config": cmd_config, "list": c
 def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        # Overrides may follow options (`lab train CFG --run-dir D a.b=1`): argparse leaves those over.
+        if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = list(args.overrides) + extra
+        elif extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
         if args.command in BUILTIN:
             return BUILTIN[args.command](args)
         from lab.commands import COMMANDS

@@ -65,6 +65,7 @@ class TrainerConfig(Section):
     patience: int | None = Field(None, gt=0, description="early stop after N evaluations without improvement")
     stop_at: float | None = Field(None, description="early stop once best_metric reaches this value")
     deterministic: bool = Field(False, description="torch.use_deterministic_algorithms")
+    cpu_threads: int | None = Field(None, gt=0, description="torch intra-op threads (1 is fastest for tiny models)")
     progress: bool = True
 
 

@@ -1,0 +1,101 @@
+"""The `lab` CLI: every command works, explains itself, and bad input is one line with exit code 2."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lab.cli import main
+
+TINY = ["device=cpu", "tracking.mode=disabled", "trainer.progress=false", "trainer.max_steps=300",
+        "trainer.eval_every=150", "trainer.eval_episodes=2", "agent.learning_starts=50", "model.hidden=[16]"]
+
+
+def lab(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lab", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("cli") / "cartpole"
+    assert main(["train", "dqn/cartpole", *TINY, "--run-dir", str(run_dir)]) == 0
+    return run_dir
+
+
+def test_train_writes_a_complete_run(trained_run: Path, capsys) -> None:
+    assert (trained_run / "config.yaml").is_file() and (trained_run / "run.json").is_file()
+    assert (trained_run / "checkpoints" / "best.json").is_file()
+    records = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    assert any("eval/mean_return" in r for r in records) and any("train/loss" in r for r in records)
+
+
+def test_eval_json_has_the_protocol_keys(trained_run: Path, capsys) -> None:
+    assert main(["eval", str(trained_run), "--episodes", "3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["episodes"] == 3
+    assert {"mean_return", "std_return"} <= result.keys() and result["mean_return"] > 0
+
+
+def test_plot_draws_a_png(trained_run: Path, capsys) -> None:
+    assert main(["plot", str(trained_run)]) == 0
+    png = Path(capsys.readouterr().out.strip())
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_new_run_in_a_non_empty_dir_is_refused_and_nothing_is_touched(trained_run: Path, capsys) -> None:
+    before = {p: p.stat().st_mtime_ns for p in trained_run.rglob("*") if p.is_file()}
+    assert main(["train", "dqn/cartpole", *TINY, "--run-dir", str(trained_run)]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert before == {p: p.stat().st_mtime_ns for p in trained_run.rglob("*") if p.is_file()}
+
+
+def test_resume_of_a_finished_run_extends_it(trained_run: Path, tmp_path: Path, capsys) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained_run, copy)
+    assert main(["train", "--resume", str(copy), "trainer.max_steps=400"]) == 0
+    assert (copy / "checkpoints" / "step_000000400").is_dir()
+    assert main(["train", "--resume", str(copy), "agent.gamma=0.5"]) == 2
+    assert "only trainer.* and tracking.*" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "dqn/cartpole", "trainer.max_step=5"], "unknown key 'trainer.max_step' (did you mean 'max_steps'?)"),
+    (["train", "nope/missing"], "config file 'nope/missing' not found"),
+    (["eval", "/nonexistent/run"], "run dir '/nonexistent/run' does not exist"),
+    (["eval", "."], "is not a run dir"),
+    (["config", "dqn/cartpole", "env.id=Pong"], "unknown environment 'Pong'"),
+    (["list", "bogus"], "invalid choice: 'bogus'"),
+])
+def test_bad_input_is_one_line_exit_2_no_traceback(args: list[str], message: str) -> None:
+    result = lab(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    if "invalid choice" not in message:  # argparse puts its usage line first
+        assert result.stderr.strip().count("\n") == 0
+
+
+def test_list_comes_from_registries(capsys) -> None:
+    assert main(["list", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert {"dqn", "image_classification"} <= set(listing["tasks"])
+    assert "dqn/cartpole" in listing["configs"] and "vision/digits" in listing["configs"]
+    assert "lenet5" in listing["models"] and "CartPole-v1" in listing["envs"]
+    assert "dqn" in listing["agents"]
+
+
+def test_config_prints_the_resolved_config(capsys) -> None:
+    assert main(["config", "dqn/cartpole", "optim.lr=0.005", "--json"]) == 0
+    resolved = json.loads(capsys.readouterr().out)
+    assert resolved["optim"]["lr"] == 0.005
+    assert resolved["trainer"]["eval_episodes"] == 10  # a default filled in
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "config", "list", "plot"])
+def test_help_explains_with_an_example(command: str) -> None:
+    result = lab(command, "--help")
+    assert result.returncode == 0
+    assert "example" in result.stdout and f"lab {command}" in result.stdout

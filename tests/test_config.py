@@ -1,0 +1,62 @@
+"""Configs: YAML + overrides validated into typed objects, and one clear error for each kind of bad input."""
+import pytest
+
+from lab.config import apply_overrides, load_config, resolve_config_path
+from lab.errors import LabError
+
+
+def error_of(name: str, overrides: list[str]) -> str:
+    with pytest.raises(LabError) as info:
+        load_config(name, overrides)
+    return str(info.value)
+
+
+def test_overrides_are_typed_and_nested() -> None:
+    config = load_config("dqn/cartpole", ["optim.lr=3e-4", "model.hidden=[64,32]", "seed=7", "trainer.max_steps=123"])
+    assert config.optim.lr == pytest.approx(3e-4)
+    assert config.model.hidden == [64, 32]
+    assert (config.seed, config.trainer.max_steps) == (7, 123)
+    assert config.tracking.mode == "offline"  # the default: no account, no network
+
+
+def test_config_names_resolve_with_or_without_suffix(tmp_path) -> None:
+    by_name = resolve_config_path("dqn/cartpole")
+    assert by_name.name == "cartpole.yaml" and by_name.parent.name == "dqn"
+    assert resolve_config_path("dqn/cartpole.yaml") == by_name
+    with pytest.raises(LabError, match="did you mean 'dqn/cartpole'"):
+        resolve_config_path("dqn/cartpol")
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("trainer.max_step=10", "unknown key 'trainer.max_step' (did you mean 'max_steps'?)"),
+    ("agent.gama=0.9", "unknown key 'agent.gama' (did you mean 'gamma'?)"),
+    ("trainer.max_steps=abc", "key 'trainer.max_steps' = 'abc'"),
+    ("trainer.max_steps=-5", "key 'trainer.max_steps' = -5: Input should be greater than 0"),
+    ("optim.name=adma", "(did you mean 'adam' or 'adamw'?)"),
+    ("device=gpu", "key 'device' = 'gpu'"),
+    ("env.id=CartPol-v1", "unknown environment 'CartPol-v1' (did you mean 'CartPole-v1'"),
+    ("seed.x=1", "'seed' is a value, not a section"),
+    ("novalue", "must look like key=value"),
+])
+def test_bad_values_name_the_key_and_the_fix(override: str, expected: str) -> None:
+    message = error_of("dqn/cartpole", [override])
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_unknown_task_and_unparsable_yaml(tmp_path) -> None:
+    bad_task = tmp_path / "bad_task.yaml"
+    bad_task.write_text("task: dqnn\n")
+    assert "unknown task 'dqnn' (did you mean 'dqn'?)" in error_of(str(bad_task), [])
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("task: dqn\nenv: [unclosed\n")
+    message = error_of(str(broken), [])
+    assert "cannot parse YAML" in message and "line" in message
+    not_mapping = tmp_path / "list.yaml"
+    not_mapping.write_text("- a\n- b\n")
+    assert "must be a mapping" in error_of(str(not_mapping), [])
+    assert "not found" in error_of(str(tmp_path / "missing.yaml"), [])
+
+
+def test_apply_overrides_creates_sections() -> None:
+    assert apply_overrides({}, ["a.b.c=1", "a.d=[1, 2]", "e=hello"]) == {"a": {"b": {"c": 1}, "d": [1, 2]}, "e": "hello"}
