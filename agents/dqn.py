@@ -245,6 +245,7 @@ class DQN(Task):
             obs, _ = self.envs.reset(seed=self.config.seed + self.env_steps)
             self.obs = self._to_device(obs)
             self.autoreset[:] = False
+            self.buffer.episode_end[(self.buffer.row - 1) % self.buffer.rows] = True  # n-step must not run on
             self.episode_return[:] = 0.0
             self.episode_length[:] = 0
 

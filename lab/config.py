@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lab.errors import LabError, did_you_mean
 
@@ -51,6 +51,12 @@ class OptimConfig(Section):
     schedule: Literal["constant", "linear", "cosine"] = "constant"
     warmup_steps: int = Field(0, ge=0, description="linear LR warm-up, in trainer steps")
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="final LR as a fraction of lr (linear, cosine)")
+
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self) -> "OptimConfig":
+        if self.nesterov and (self.name != "sgd" or self.momentum <= 0):
+            raise ValueError("nesterov=true needs optim.name=sgd and optim.momentum > 0 (e.g. 0.9)")
+        return self
 
 
 class TrainerConfig(Section):

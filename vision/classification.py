@@ -44,7 +44,7 @@ class ImageDataConfig(Section):
 class ImageModelConfig(ModelSwitches):
     name: str | None = "lenet5"
     layers: list[dict[str, Any]] | None = Field(None, description="a layer list instead of a named backbone")
-    options: dict[str, Any] = Field({}, description="backbone keyword arguments, e.g. {act: gelu, dropout: 0.2}")
+    options: dict[str, Any] = Field({}, description="backbone keyword arguments, e.g. {act: gelu, drop_rate: 0.2}")
     init_from: str | None = Field(None, description="RUN_DIR whose backbone weights start this run")
     freeze_backbone: bool = False
     backbone_lr: float | None = Field(None, gt=0, description="LR of the pretrained backbone (fine-tuning)")
@@ -110,7 +110,7 @@ class ImageClassification(Task):
         self.labels = {k: v.labels.to(device) for k, v in self.splits.items()}
         m = config.model
         spec: dict[str, Any] = {"name": m.name, **m.options, "in_chans": train.images.shape[1],
-                                "num_classes": len(self.class_names)}
+                                "num_classes": len(self.class_names), "input_size": tuple(train.images.shape[2:])}
         if m.layers is not None:
             spec = {"layers": m.layers, "in_chans": train.images.shape[1], "num_classes": len(self.class_names),
                     "input_size": tuple(train.images.shape[2:])}

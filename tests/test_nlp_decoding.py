@@ -1,0 +1,147 @@
+"""Decoding with incremental state (cache = full recompute, beam 1 = greedy), attention maps, and the metrics."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nlp.batching import source_batch
+from nlp.decoding import DecodingConfig, beam_search, decode, greedy_decode, length_penalty, max_output_length
+from nlp.metrics import score_translations
+from nlp.models import build_model, list_models
+from nlp.tokenization import EOS_ID, PAD_ID
+
+VOCAB = 40
+SOURCES = [[5, 6, 7, 8, 9, EOS_ID], [10, 11, EOS_ID], [12, 13, 14, 15, 16, 17, 18, EOS_ID]]
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """Tiny models run faster on one thread than on two that contend for the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def random_model(name: str, seed: int = 0) -> torch.nn.Module:
+    """A small untrained model whose outputs are peaked enough that decoding does not stop at once."""
+    torch.manual_seed(seed)
+    options = (dict(d_model=32, heads=4, encoder_layers=2, decoder_layers=2, ffn_dim=64, dropout=0.0)
+               if name == "seq2seq_transformer" else dict(embedding_dim=16, hidden_size=32, num_layers=2, dropout=0.0))
+    model = build_model(name, VOCAB, VOCAB, **options).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(3.0)
+    return model
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_cached_greedy_equals_full_recompute(name: str) -> None:
+    model = random_model(name)
+    source, mask = source_batch(SOURCES)
+    cached = greedy_decode(model, source, mask, max_length=12)
+    recomputed = greedy_decode(model, source, mask, max_length=12, use_cache=False)
+    assert cached.tokens.size(1) > 3
+    assert torch.equal(cached.tokens, recomputed.tokens)
+    torch.testing.assert_close(cached.scores, recomputed.scores, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_beam_of_one_is_greedy(name: str) -> None:
+    model = random_model(name, seed=1)
+    source, mask = source_batch(SOURCES)
+    greedy = greedy_decode(model, source, mask, max_length=12)
+    beam = beam_search(model, source, mask, beam_size=1, max_length=12, alpha=0.0)
+    assert torch.equal(beam.tokens, greedy.tokens)
+    torch.testing.assert_close(beam.scores, greedy.scores)
+
+
+@pytest.mark.parametrize("name", ["seq2seq_lstm_bahdanau", "seq2seq_transformer"])
+def test_beam_search_is_independent_of_the_batch(name: str) -> None:
+    model = random_model(name, seed=2)
+    source, mask = source_batch(SOURCES)
+    batched = beam_search(model, source, mask, beam_size=4, max_length=10)
+    for row, sentence in enumerate(SOURCES):
+        alone_source, alone_mask = source_batch([sentence])
+        alone = beam_search(model, alone_source, alone_mask, beam_size=4, max_length=10)
+        width = alone.tokens.size(1)
+        assert torch.equal(batched.tokens[row, :width], alone.tokens[0])
+        assert (batched.tokens[row, width:] == PAD_ID).all()
+        torch.testing.assert_close(batched.scores[row], alone.scores[0], atol=1e-4, rtol=1e-4)
+
+
+@torch.no_grad()
+def sequence_log_prob(model: torch.nn.Module, source: torch.Tensor, mask: torch.Tensor, tokens: torch.Tensor) -> float:
+    """log P(tokens | source) by teacher forcing, counting tokens up to the first <eos>."""
+    target_in = torch.cat([torch.ones(1, 1, dtype=torch.long), tokens[:, :-1]], dim=1)
+    log_probs = torch.log_softmax(model(source, mask, target_in).float(), dim=-1)
+    picked = log_probs.gather(2, tokens.unsqueeze(2)).squeeze(2)
+    ended = (tokens == EOS_ID).long().cumsum(1) - (tokens == EOS_ID).long()  # 1 after the first <eos>
+    return float(picked.masked_fill((ended > 0) | (tokens == PAD_ID), 0.0).sum())
+
+
+def test_beam_score_is_the_length_normalised_log_probability() -> None:
+    model = random_model("seq2seq_transformer", seed=3)
+    source, mask = source_batch(SOURCES[:1])
+    beam = beam_search(model, source, mask, beam_size=5, max_length=10, alpha=0.6)
+    tokens = beam.tokens
+    length = int((tokens != PAD_ID).sum())
+    expected = sequence_log_prob(model, source, mask, tokens) / float(length_penalty(torch.tensor(length), 0.6))
+    assert beam.scores[0].item() == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.parametrize("name", ["seq2seq_gru_bahdanau", "seq2seq_lstm_luong_dot", "seq2seq_transformer"])
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_attention_maps_cover_the_real_source_tokens(name: str, beam_size: int) -> None:
+    model = random_model(name)
+    source, mask = source_batch(SOURCES)
+    config = DecodingConfig(beam_size=beam_size)
+    hypotheses = decode(model, source, mask, config, return_attention=True)
+    attention = hypotheses.attention
+    assert attention.shape == (*hypotheses.tokens.shape, source.size(1))
+    torch.testing.assert_close(attention.sum(-1), torch.ones(attention.shape[:2]))
+    assert (attention[1, :, 3:] == 0).all()  # the second source has 3 real tokens
+
+
+def test_models_without_attention_return_none() -> None:
+    source, mask = source_batch(SOURCES)
+    assert greedy_decode(random_model("seq2seq_gru"), source, mask, 5, return_attention=True).attention is None
+
+
+def test_transformer_cache_grows_by_one_position_per_step_and_cross_attention_is_fixed() -> None:
+    model = random_model("seq2seq_transformer")
+    source, mask = source_batch(SOURCES)
+    memory = model.encode(source, mask)
+    state = model.init_state(memory)
+    assert memory["cross_keys.1"].shape == (3, 4, source.size(1), 8)
+    previous = torch.ones(3, dtype=torch.long)
+    for step in range(3):
+        logits, state, _ = model.decode_step(previous, memory, state)
+        previous = logits.argmax(-1)
+        assert {t.size(2) for t in state.values()} == {step + 1}
+        assert not any(name.startswith("cross") for name in state)
+
+
+def test_min_length_keeps_eos_away_and_max_length_is_bounded() -> None:
+    model = random_model("seq2seq_gru_bahdanau")
+    source, mask = source_batch(SOURCES)
+    for hypotheses in (greedy_decode(model, source, mask, 8, min_length=8),
+                       beam_search(model, source, mask, 3, 8, min_length=8)):
+        assert hypotheses.tokens.shape == (3, 8) and not (hypotheses.tokens == EOS_ID).any()
+    assert max_output_length(model, mask, ratio=1.5, extra=10) == 22
+    transformer = random_model("seq2seq_transformer")
+    transformer.max_positions = 16
+    assert max_output_length(transformer, mask, ratio=1.5, extra=10) == 15
+
+
+def test_metrics_with_signatures() -> None:
+    references = ["The cat sat on the mat.", "It is raining today."]
+    perfect = score_translations(references, references)
+    assert perfect.bleu == pytest.approx(100.0) and perfect.chrf == pytest.approx(100.0)
+    partial = score_translations(["The cat sat on a mat.", "It rains."], references)
+    assert 0 < partial.bleu < 100 and 0 < partial.chrf < 100
+    assert "tok:13a" in partial.bleu_signature and "version:" in partial.bleu_signature
+    assert partial.chrf_signature.startswith("nrefs:1") and partial.as_metrics() == {"bleu": partial.bleu,
+                                                                                       "chrf": partial.chrf}
+    with pytest.raises(ValueError, match="2 references"):
+        score_translations(["one"], references)

@@ -1,0 +1,151 @@
+"""Trainer duties: checkpoints (atomic, best, pruning), LR schedules, early stopping, tracking, signals, DDP."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lab import checkpoint as ckpt
+from lab.config import OptimConfig, load_config
+from lab.errors import LabError
+from lab.trainer import Trainer, lr_factor
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_state_round_trips_without_pickle(tmp_path: Path) -> None:
+    state = {"opt": {0: {"step": torch.tensor(3.0), "exp_avg": torch.randn(4)}}, "keys": np.arange(5, dtype=np.uint32),
+             "nested": [1, 2.5, None, "x", {"flag": True}], "gen": torch.Generator().manual_seed(1).get_state()}
+    ckpt.write_checkpoint(tmp_path / "step_000000001", {"w": torch.ones(2)}, state)
+    loaded = ckpt.read_checkpoint(tmp_path / "step_000000001")
+    assert torch.equal(loaded.state["opt"][0]["exp_avg"], state["opt"][0]["exp_avg"])
+    assert loaded.state["keys"].dtype == np.uint32 and list(loaded.state["keys"]) == [0, 1, 2, 3, 4]
+    assert loaded.state["nested"] == state["nested"]
+    assert torch.equal(loaded.state["gen"], state["gen"])
+    assert sorted(p.name for p in (tmp_path / "step_000000001").iterdir()) == \
+        ["model.safetensors", "state.json", "training.safetensors"]
+
+
+def test_an_interrupted_write_leaves_the_previous_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    ckpt.write_checkpoint(tmp_path / "checkpoints" / "step_000000001", {"w": torch.ones(2)}, {"a": 1})
+    ckpt.atomic_write_json(tmp_path / "checkpoints" / "latest.json", {"name": "step_000000001"})
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt  # as if killed half-way through writing the tensors
+
+    monkeypatch.setattr(ckpt, "save_file", crash)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.write_checkpoint(tmp_path / "checkpoints" / "step_000000002", {"w": torch.zeros(2)}, {"a": 2})
+    latest = ckpt.find_checkpoint(tmp_path, "latest")
+    assert latest.name == "step_000000001"
+    assert ckpt.read_checkpoint(latest).state == {"a": 1}
+
+
+def test_loading_into_another_model_is_a_clear_error(tmp_path: Path) -> None:
+    model = torch.nn.Linear(4, 2)
+    with pytest.raises(LabError, match=r"'weight' has shape \[2, 3\] there but \[2, 4\] here"):
+        ckpt.load_model_weights(model, {"weight": torch.zeros(2, 3), "bias": torch.zeros(2)}, tmp_path)
+    with pytest.raises(LabError, match="does not fit this model"):
+        ckpt.load_model_weights(model, {"weight": torch.zeros(2, 4)}, tmp_path)
+
+
+def test_lr_schedules() -> None:
+    cfg = OptimConfig(schedule="cosine", warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_factor(0, 110, cfg) == pytest.approx(0.1)
+    assert lr_factor(9, 110, cfg) == pytest.approx(1.0)
+    assert lr_factor(60, 110, cfg) == pytest.approx(0.55)
+    assert lr_factor(110, 110, cfg) == pytest.approx(0.1)
+    linear = OptimConfig(schedule="linear")
+    assert lr_factor(50, 100, linear) == pytest.approx(0.5)
+    assert lr_factor(50, 100, OptimConfig()) == 1.0
+
+
+def test_best_checkpoint_pruning_and_early_stop(tmp_path: Path, tiny_digits: list[str]) -> None:
+    config = load_config("vision/digits", tiny_digits + [
+        "trainer.max_steps=400", "trainer.eval_every=10", "trainer.checkpoint_every=10", "trainer.keep_last=2",
+        "trainer.stop_at=0.5", "optim.grad_clip=1.0"])
+    (tmp_path / "run").mkdir()
+    result = Trainer(config, tmp_path / "run").fit()
+    assert result["early_stop"].startswith("eval/valid_accuracy")
+    assert result["step"] < 400 and result["eval"]["eval/valid_accuracy"] >= 0.5
+    best = json.loads((tmp_path / "run" / "checkpoints" / "best.json").read_text())
+    assert best["value"] == result["best"] and best["metric"] == "eval/valid_accuracy"
+    kept = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("step_*"))
+    assert len(kept) <= 3 and best["name"] in kept
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert any("train/grad_norm" in r for r in records)
+    assert (tmp_path / "run" / "plots" / "confusion_matrix.png").is_file()
+
+
+def test_patience_stops_a_run_that_does_not_improve(tiny_digits: list[str]) -> None:
+    config = load_config("vision/digits", tiny_digits + [
+        "trainer.max_steps=400", "trainer.eval_every=5", "trainer.patience=2", "optim.lr=1e-9"])
+    result = Trainer(config, None).fit()
+    assert "no improvement" in result["early_stop"] and result["step"] < 400
+
+
+def test_offline_wandb_run_is_syncable_and_metrics_jsonl_always_written(tmp_path: Path, tiny_digits, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    config = load_config("vision/digits", tiny_digits + ["tracking.mode=offline", "trainer.max_steps=10"])
+    (tmp_path / "run").mkdir()
+    Trainer(config, tmp_path / "run").fit()
+    offline = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1 and list(offline[0].glob("run-*.wandb"))
+    assert (tmp_path / "run" / "metrics.jsonl").read_text().count("eval/valid_accuracy") == 1
+
+
+def lab_process(args: list[str], cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "lab", *args], cwd=cwd, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_for(path: Path, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert time.time() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("kill", [signal.SIGTERM, signal.SIGKILL])
+def test_a_killed_run_resumes_to_the_same_weights(tmp_path: Path, tiny_dqn: list[str], kill: int) -> None:
+    overrides = tiny_dqn + ["trainer.max_steps=1200", "trainer.checkpoint_every=100"]
+    unbroken = lab_process(["train", "dqn/cartpole", *overrides, "--run-dir", "unbroken"], tmp_path)
+    stopped = lab_process(["train", "dqn/cartpole", *overrides, "--run-dir", "stopped"], tmp_path)
+    wait_for(tmp_path / "stopped" / "checkpoints" / "latest.json")
+    stopped.send_signal(kill)
+    _, err = stopped.communicate(timeout=60)
+    assert stopped.returncode == -signal.SIGKILL if kill == signal.SIGKILL else stopped.returncode == 128 + kill
+    if kill == signal.SIGTERM:
+        assert "resume with: lab train --resume stopped" in err
+    resumed = lab_process(["train", "--resume", "stopped"], tmp_path)
+    assert resumed.wait(timeout=120) == 0 and unbroken.wait(timeout=120) == 0
+    a = ckpt.read_checkpoint(ckpt.find_checkpoint(tmp_path / "unbroken", "latest"))
+    b = ckpt.read_checkpoint(ckpt.find_checkpoint(tmp_path / "stopped", "latest"))
+    assert a.path.name == b.path.name == "step_000001200"
+    assert all(torch.equal(a.model[k], b.model[k]) for k in a.model)
+
+
+def test_ddp_under_torchrun_syncs_gradients_and_only_rank0_writes(tmp_path: Path, tiny_digits: list[str]) -> None:
+    script = ROOT / "tests" / "helpers" / "ddp_train.py"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+                             str(script), str(tmp_path / "run"), str(tmp_path), *tiny_digits],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    weights = [k for k in rank0 if k not in ("batches_seen", "first_batch")]
+    assert weights and all(torch.equal(rank0[k], rank1[k]) for k in weights)  # in sync, yet fed other batches
+    assert rank0["batches_seen"].item() == rank1["batches_seen"].item() == 40
+    assert not torch.equal(rank0["first_batch"], rank1["first_batch"])  # each rank has its own shard
+    metrics = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len({json.loads(m)["step"] for m in metrics if "train/loss" in m}) == len(
+        [m for m in metrics if "train/loss" in m])  # one writer: no step logged twice
