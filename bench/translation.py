@@ -1,0 +1,302 @@
+"""Translation benchmark: the lab's Transformer against Hugging Face's MarianMTModel of the same shape.
+
+    (a) training throughput, target tokens/s, on identical synthetic batches (bf16 autocast on CUDA)
+    (b) beam-search throughput, sentences/s, beam 5, every output forced to the same length
+    (c) test BLEU on the Ding split after training GRU + Bahdanau, LSTM + Luong, the Transformer and a
+        Marian model from scratch, each for the same wall-clock budget under the lab's Trainer
+
+Defaults are the Transformer-base shape (d_model 512, 6+6 layers, 8 heads, FFN 2048, vocabulary 16k), meant
+for a GPU. On a CPU pass small shapes, e.g.
+
+    python bench/translation.py --device cpu --d-model 64 --layers 2 --heads 4 --ffn 128 --vocab 2000 \\
+        --batch-size 16 --source-length 16 --target-length 16 --decode-batch 8 --decode-length 12 \\
+        --measure-seconds 3 --budget-seconds 30 --eval-sentences 100 --json
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable as a script from anywhere
+
+from lab.devices import autocast, resolve_device  # noqa: E402
+from nlp.decoding import beam_search  # noqa: E402
+from nlp.models import TRANSLATION_MODELS, TranslationModelEntry, Transformer, sequence_loss  # noqa: E402
+from nlp.models.base import Seq2SeqModel, Tensors  # noqa: E402
+from nlp.tokenization import BOS_ID, EOS_ID, PAD_ID  # noqa: E402
+
+RNN_CONFIGS = {"seq2seq_gru_bahdanau": "nlp/translate_gru_attention", "seq2seq_lstm_luong_general": "nlp/translate_lstm_luong"}
+TRANSFORMER_CONFIG = "nlp/translate_transformer"
+
+
+def marian_config(vocab_size: int, target_vocab_size: int, d_model: int, heads: int, encoder_layers: int,
+                  decoder_layers: int, ffn_dim: int, dropout: float, max_positions: int) -> Any:
+    """A MarianConfig matching the lab's Transformer: ReLU FFN, √d embedding scale, the lab's special ids."""
+    from transformers import MarianConfig
+
+    return MarianConfig(
+        vocab_size=vocab_size, decoder_vocab_size=target_vocab_size, d_model=d_model,
+        encoder_layers=encoder_layers, decoder_layers=decoder_layers,
+        encoder_attention_heads=heads, decoder_attention_heads=heads,
+        encoder_ffn_dim=ffn_dim, decoder_ffn_dim=ffn_dim, activation_function="relu",
+        dropout=dropout, attention_dropout=dropout, activation_dropout=dropout,
+        max_position_embeddings=max_positions, scale_embedding=True,
+        share_encoder_decoder_embeddings=vocab_size == target_vocab_size,
+        pad_token_id=PAD_ID, bos_token_id=BOS_ID, eos_token_id=EOS_ID, decoder_start_token_id=BOS_ID,
+        forced_eos_token_id=None,
+    )
+
+
+class MarianSeq2Seq(Seq2SeqModel):
+    """MarianMTModel behind the lab's seq2seq interface, so the Trainer and the lab's decoding can run it.
+
+    Its decode step re-reads the whole prefix (no cache); it serves BLEU in (c), never the timings."""
+
+    def __init__(self, source_vocab_size: int, target_vocab_size: int, d_model: int = 512, heads: int = 8,
+                 encoder_layers: int = 6, decoder_layers: int = 6, ffn_dim: int = 2048, dropout: float = 0.1,
+                 max_positions: int = 256) -> None:
+        super().__init__()
+        from transformers import MarianMTModel
+
+        self.marian = MarianMTModel(marian_config(source_vocab_size, target_vocab_size, d_model, heads,
+                                                  encoder_layers, decoder_layers, ffn_dim, dropout, max_positions))
+        self.max_positions = max_positions
+
+    def forward(self, source: torch.Tensor, source_mask: torch.Tensor, target_in: torch.Tensor) -> torch.Tensor:
+        return self.marian(input_ids=source, attention_mask=source_mask.long(), decoder_input_ids=target_in).logits
+
+    def encode(self, source: torch.Tensor, source_mask: torch.Tensor) -> Tensors:
+        encoded = self.marian.get_encoder()(input_ids=source, attention_mask=source_mask.long()).last_hidden_state
+        return {"encoded": encoded, "source_mask": source_mask}
+
+    def init_state(self, memory: Tensors) -> Tensors:
+        return {"prefix": memory["source_mask"].new_zeros(memory["source_mask"].size(0), 0, dtype=torch.long)}
+
+    def decode_step(self, previous: torch.Tensor, memory: Tensors, state: Tensors, need_attention: bool = False
+                    ) -> tuple[torch.Tensor, Tensors, torch.Tensor | None]:
+        from transformers.modeling_outputs import BaseModelOutput
+
+        prefix = torch.cat([state["prefix"], previous.unsqueeze(1)], dim=1)
+        logits = self.marian(encoder_outputs=BaseModelOutput(last_hidden_state=memory["encoded"]),
+                             attention_mask=memory["source_mask"].long(), decoder_input_ids=prefix,
+                             use_cache=False).logits
+        return logits[:, -1], {"prefix": prefix}, None
+
+
+# --- (a) and (b): throughput on synthetic batches ---------------------------------------------------------------
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(run_once: Callable[[], int], device: torch.device, seconds: float, warmup: int = 2) -> float:
+    """Units per second of `run_once` (which returns how many units it processed), measured for ≥ `seconds`."""
+    for _ in range(warmup):
+        run_once()
+    synchronize(device)
+    units, start = 0, time.perf_counter()
+    while True:
+        units += run_once()
+        synchronize(device)
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return units / elapsed
+
+
+def synthetic_batch(args: argparse.Namespace, batch_size: int, device: torch.device, seed: int
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random full-length sentences (no padding): source, its mask, decoder input and decoder target."""
+    generator = torch.Generator().manual_seed(seed)
+    source = torch.randint(4, args.vocab, (batch_size, args.source_length), generator=generator)
+    target = torch.randint(4, args.vocab, (batch_size, args.target_length + 1), generator=generator)
+    target[:, 0] = BOS_ID
+    return (source.to(device), torch.ones_like(source, dtype=torch.bool).to(device),
+            target[:, :-1].to(device), target[:, 1:].to(device))
+
+
+def build_pair(args: argparse.Namespace, device: torch.device) -> tuple[Transformer, torch.nn.Module]:
+    """The lab's Transformer and MarianMTModel with the same shape, one shared and tied embedding table each."""
+    from transformers import MarianMTModel
+
+    max_positions = max(args.source_length, args.target_length, args.decode_length) + 2
+    torch.manual_seed(0)
+    lab_model = Transformer(args.vocab, args.vocab, d_model=args.d_model, heads=args.heads, encoder_layers=args.layers,
+                            decoder_layers=args.layers, ffn_dim=args.ffn, dropout=0.1, max_positions=max_positions,
+                            share_source_embedding=True)
+    marian = MarianMTModel(marian_config(args.vocab, args.vocab, args.d_model, args.heads, args.layers, args.layers,
+                                         args.ffn, 0.1, max_positions))
+    return lab_model.to(device), marian.to(device)
+
+
+def training_throughput(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    lab_model, marian = build_pair(args, device)
+    source, mask, target_in, target_out = synthetic_batch(args, args.batch_size, device, seed=1)
+    bf16 = device.type == "cuda"
+
+    def trainer_step(model: torch.nn.Module, logits_of: Callable[[], torch.Tensor]) -> Callable[[], int]:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+        def step() -> int:
+            with autocast(device, bf16):
+                loss = sequence_loss(logits_of(), target_out, label_smoothing=0.1)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            return target_out.numel()
+
+        return step
+
+    lab_model.train(), marian.train()
+    lab_rate = timed(trainer_step(lab_model, lambda: lab_model(source, mask, target_in)), device, args.measure_seconds)
+    marian_rate = timed(trainer_step(marian, lambda: marian(input_ids=source, attention_mask=mask.long(),
+                                                             decoder_input_ids=target_in).logits),
+                        device, args.measure_seconds)
+    return {"lab_tokens_per_s": lab_rate, "marian_tokens_per_s": marian_rate, "ratio": lab_rate / marian_rate,
+            "lab_parameters": sum(p.numel() for p in lab_model.parameters()),
+            "marian_parameters": sum(p.numel() for p in marian.parameters())}
+
+
+@torch.no_grad()
+def beam_throughput(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    lab_model, marian = build_pair(args, device)
+    lab_model.eval(), marian.eval()
+    source, mask, _, _ = synthetic_batch(args, args.decode_batch, device, seed=2)
+    length, beams, bf16 = args.decode_length, args.beam, device.type == "cuda"
+
+    def lab_search() -> int:
+        with autocast(device, bf16):
+            beam_search(lab_model, source, mask, beam_size=beams, max_length=length, min_length=length)
+        return source.size(0)
+
+    def marian_search() -> int:
+        with autocast(device, bf16):
+            marian.generate(input_ids=source, attention_mask=mask.long(), num_beams=beams, do_sample=False,
+                            max_new_tokens=length, min_new_tokens=length, early_stopping=False)
+        return source.size(0)
+
+    lab_rate = timed(lab_search, device, args.measure_seconds, warmup=1)
+    marian_rate = timed(marian_search, device, args.measure_seconds, warmup=1)
+    return {"lab_sentences_per_s": lab_rate, "marian_sentences_per_s": marian_rate, "ratio": lab_rate / marian_rate}
+
+
+# --- (c): BLEU after equal wall-clock training ------------------------------------------------------------------
+
+
+def stop_after(seconds: float) -> Callable[[Any], None]:
+    """A Trainer callback that ends training (cleanly, with the final evaluation) once `seconds` have passed."""
+    start = time.perf_counter()
+
+    def check(trainer: Any) -> None:
+        if time.perf_counter() - start >= seconds:
+            trainer.early_stop_reason = f"wall-clock budget of {seconds:g} s used"
+
+    return check
+
+
+def train_for_budget(config_name: str, overrides: list[str], seconds: float) -> dict[str, Any]:
+    from lab.config import load_config
+    from lab.trainer import Trainer
+
+    config = load_config(config_name, overrides)
+    trainer = Trainer(config, run_dir=None)  # builds the data, tokenizer and model before the clock starts
+    trainer.callbacks.append(stop_after(seconds))
+    started = time.perf_counter()
+    result = trainer.fit()
+    evaluation = result["eval"]
+    return {"test_bleu": evaluation["eval/test_bleu"], "test_chrf": evaluation["eval/test_chrf"],
+            "valid_bleu": evaluation["eval/valid_bleu"], "steps": result["step"],
+            "train_and_eval_seconds": round(time.perf_counter() - started, 1),
+            "bleu_signature": trainer.task.last_scores.bleu_signature}
+
+
+def bleu_after_budget(args: argparse.Namespace) -> dict[str, Any]:
+    """Each model trains for `budget_seconds` on the same Ding split with the same tokenizer settings."""
+    if "hf_marian" not in TRANSLATION_MODELS:
+        TRANSLATION_MODELS.register("hf_marian", help="MarianMTModel (benchmark only)")(
+            TranslationModelEntry("hf_marian", MarianSeq2Seq))
+    from lab.config import load_config
+
+    common = [f"device={args.device}", "trainer.max_steps=1000000000", "trainer.eval_every=null",
+              "trainer.checkpoint_every=null", "trainer.progress=false", "tracking.mode=disabled",
+              "optim.schedule=constant"]  # no schedule can know how many steps a time budget allows
+    if resolve_device(args.device).type == "cuda":
+        common.append("model.bf16=true")
+    if args.eval_sentences:
+        common.append(f"evaluation.max_sentences={args.eval_sentences}")
+    transformer_options = load_config(TRANSFORMER_CONFIG).model.options
+    marian_options = {k: v for k, v in transformer_options.items() if k in inspect.signature(MarianSeq2Seq).parameters}
+    runs = {name: (config, []) for name, config in RNN_CONFIGS.items()}
+    runs["seq2seq_transformer"] = (TRANSFORMER_CONFIG, [])
+    runs["hf_marian"] = (TRANSFORMER_CONFIG, ["model.name=hf_marian", f"model.options={json.dumps(marian_options)}"])
+    results = {}
+    for name, (config, overrides) in runs.items():
+        print(f"(c) training {name} for {args.budget_seconds:g} s …", file=sys.stderr, flush=True)
+        results[name] = train_for_budget(config, common + overrides, args.budget_seconds)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", action="store_true", help="print one JSON dict with every figure and ratio")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--budget-seconds", type=float, default=600.0, help="(c) training time per model")
+    parser.add_argument("--measure-seconds", type=float, default=10.0, help="(a), (b) timing per model")
+    parser.add_argument("--skip-bleu", action="store_true", help="only (a) and (b)")
+    parser.add_argument("--eval-sentences", type=int, help="(c) translate at most this many valid/test sentences")
+    shape = parser.add_argument_group("model and batch shape for (a) and (b)")
+    shape.add_argument("--d-model", type=int, default=512)
+    shape.add_argument("--layers", type=int, default=6, help="encoder layers = decoder layers")
+    shape.add_argument("--heads", type=int, default=8)
+    shape.add_argument("--ffn", type=int, default=2048)
+    shape.add_argument("--vocab", type=int, default=16000)
+    shape.add_argument("--batch-size", type=int, default=64)
+    shape.add_argument("--source-length", type=int, default=32)
+    shape.add_argument("--target-length", type=int, default=32)
+    shape.add_argument("--beam", type=int, default=5)
+    shape.add_argument("--decode-batch", type=int, default=32)
+    shape.add_argument("--decode-length", type=int, default=32, help="tokens every hypothesis generates")
+    args = parser.parse_args(argv)
+    device = resolve_device(args.device)
+
+    report: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
+        "torch": torch.__version__, "bf16_autocast": device.type == "cuda",
+        "shape": {k: getattr(args, k) for k in ("d_model", "layers", "heads", "ffn", "vocab", "batch_size",
+                                                "source_length", "target_length", "beam", "decode_batch",
+                                                "decode_length")},
+    }
+    print("(a) training throughput …", file=sys.stderr, flush=True)
+    report["training"] = training_throughput(args, device)
+    print("(b) beam-search throughput …", file=sys.stderr, flush=True)
+    report["beam_search"] = beam_throughput(args, device)
+    if not args.skip_bleu:
+        report["bleu"] = bleu_after_budget(args)
+
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    training, beam = report["training"], report["beam_search"]
+    print(f"device {report['device']}, shape {report['shape']}")
+    print(f"(a) training  lab {training['lab_tokens_per_s']:,.0f} tok/s  marian {training['marian_tokens_per_s']:,.0f}"
+          f" tok/s  ratio {training['ratio']:.2f}  (params {training['lab_parameters']:,} vs "
+          f"{training['marian_parameters']:,})")
+    print(f"(b) beam {args.beam}    lab {beam['lab_sentences_per_s']:,.1f} sent/s  marian "
+          f"{beam['marian_sentences_per_s']:,.1f} sent/s  ratio {beam['ratio']:.2f}")
+    for name, scores in report.get("bleu", {}).items():
+        print(f"(c) {name:<28} test BLEU {scores['test_bleu']:5.2f}  chrF {scores['test_chrf']:5.2f}  "
+              f"after {scores['steps']:,} steps")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,205 @@
+"""Parallel corpora: where sentence pairs come from, how they are cleaned, and the fixed train/valid/test split.
+
+Three sources, picked by the `data:` config section:
+
+    data.path: pairs.tsv        a TSV, CSV or JSONL file of your own (column names configurable)
+    data.dataset: wmt16         a Hugging Face dataset (needs `pip install datasets` and a network)
+    neither (the default)       the example sentences of the Ding German–English dictionary (trans-de-en)
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from lab.config import Section
+from lab.errors import LabError
+from nlp.ding import DING_PATH, clean_text, read_ding
+
+Pair = tuple[str, str]
+
+
+class DataConfig(Section):
+    path: Path | None = Field(None, description="TSV/CSV/JSONL file of sentence pairs (default: the Ding dictionary)")
+    format: Literal["auto", "tsv", "csv", "jsonl"] = Field("auto", description="file format; auto: by suffix")
+    dataset: str | None = Field(None, description="Hugging Face dataset name, e.g. wmt16 (needs `datasets` and a network)")
+    dataset_config: str | None = Field(None, description="Hugging Face dataset config, e.g. de-en")
+    source_column: str | int = Field("de", description="column name (or index, for a file without header) of the source")
+    target_column: str | int = Field("en", description="column name (or index) of the target")
+    ding_path: Path = Field(DING_PATH, description="the Ding dictionary, used when neither path nor dataset is set")
+    max_words: int = Field(40, ge=1, description="drop pairs with a longer side (in words)")
+    max_pairs: int | None = Field(None, gt=0, description="keep at most this many training pairs")
+    valid_fraction: float = Field(0.05, ge=0, lt=0.5)
+    test_fraction: float = Field(0.05, ge=0, lt=0.5)
+    split_seed: int = Field(0, description="seed of the train/valid/test split (fixed, independent of `seed`)")
+    batch_size: int = Field(64, gt=0, description="sentence pairs per training batch")
+    max_tokens: int = Field(128, gt=2, description="truncate tokenized sentences to this many tokens")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConfig:
+        if self.path is not None and self.dataset is not None:
+            raise ValueError("set either data.path or data.dataset, not both")
+        return self
+
+
+@dataclass
+class ParallelSplits:
+    train: list[Pair]
+    valid: list[Pair]
+    test: list[Pair]
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "valid": len(self.valid), "test": len(self.test)}
+
+
+# --- reading ------------------------------------------------------------------------------------------------------
+
+
+def _column(row: dict[str, Any] | list[str], column: str | int, where: str) -> str:
+    """One cell of a row; JSONL rows in the Hugging Face layout keep the languages under "translation"."""
+    if isinstance(row, list):
+        if not isinstance(column, int):
+            raise LabError(f"{where}: column {column!r} is a name but the rows have no header")
+        if column >= len(row):
+            raise LabError(f"{where}: has {len(row)} columns, no column {column}")
+        return row[column]
+    key = str(column)
+    if key not in row and isinstance(row.get("translation"), dict):
+        row = row["translation"]
+    if key not in row:
+        raise LabError(f"{where}: no column {key!r} (columns: {', '.join(map(str, row))}); "
+                       "set data.source_column and data.target_column")
+    value = row[key]
+    return value if isinstance(value, str) else str(value)
+
+
+def read_parallel_file(path: str | Path, source_column: str | int = "de", target_column: str | int = "en",
+                       format: str = "auto") -> list[Pair]:
+    """Sentence pairs from a TSV/CSV file (header row unless the columns are indices) or a JSONL file."""
+    path = Path(path)
+    if not path.is_file():
+        raise LabError(f"data file '{path}' does not exist")
+    if format == "auto":
+        format = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}.get(path.suffix.lower(), "")
+        if not format:
+            raise LabError(f"cannot tell the format of '{path}' from its suffix; set data.format to tsv, csv or jsonl")
+    pairs: list[Pair] = []
+    with path.open(encoding="utf-8", newline="") as file:
+        if format == "jsonl":
+            for number, line in enumerate(file, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise LabError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+                where = f"{path}:{number}"
+                pairs.append((_column(row, source_column, where), _column(row, target_column, where)))
+            return pairs
+        has_header = not (isinstance(source_column, int) and isinstance(target_column, int))
+        reader = csv.reader(file, delimiter="\t" if format == "tsv" else ",",
+                            quoting=csv.QUOTE_NONE if format == "tsv" else csv.QUOTE_MINIMAL)
+        header = next(reader, None) if has_header else None
+        for number, cells in enumerate(reader, 2 if has_header else 1):
+            if not any(cell.strip() for cell in cells):
+                continue
+            row: dict[str, Any] | list[str] = dict(zip(header, cells)) if header is not None else cells
+            where = f"{path}:{number}"
+            pairs.append((_column(row, source_column, where), _column(row, target_column, where)))
+    return pairs
+
+
+def load_hf_splits(name: str, config_name: str | None, source_column: str, target_column: str) -> ParallelSplits:
+    """A translation dataset from the Hugging Face hub with its own train/validation/test splits."""
+    try:
+        import datasets
+    except ImportError:
+        raise LabError(f"data.dataset={name!r} needs the `datasets` package (pip install datasets); "
+                       "or set data.path to a TSV file") from None
+    try:
+        loaded = datasets.load_dataset(name, config_name)
+    except Exception as err:  # offline, unknown name, missing config: one line instead of a long traceback
+        raise LabError(f"cannot load Hugging Face dataset {name!r}: {str(err).splitlines()[0] if str(err) else err!r}") from None
+
+    def pairs_of(split: str) -> list[Pair]:
+        if split not in loaded:
+            return []
+        return [(_column(row, source_column, f"{name}/{split}"), _column(row, target_column, f"{name}/{split}"))
+                for row in loaded[split]]
+
+    return ParallelSplits(pairs_of("train"), pairs_of("validation"), pairs_of("test"))
+
+
+# --- cleaning and splitting ---------------------------------------------------------------------------------------
+
+
+def clean_pairs(pairs: list[Pair], max_words: int = 40) -> list[Pair]:
+    """Normalise whitespace and Unicode (NFC), drop empty or over-long pairs, and keep one pair per source sentence."""
+    seen: set[str] = set()
+    cleaned: list[Pair] = []
+    for source, target in pairs:
+        source, target = clean_text(source), clean_text(target)
+        if not source or not target or max(len(source.split()), len(target.split())) > max_words:
+            continue
+        if source in seen:  # one reference per source, and no source in two splits
+            continue
+        seen.add(source)
+        cleaned.append((source, target))
+    return cleaned
+
+
+def split_fraction(text: str, seed: int) -> float:
+    """A stable pseudo-random number in [0, 1) for a sentence: the same on every machine and Python run."""
+    digest = hashlib.blake2b(f"{seed}\x00{text}".encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def split_pairs(pairs: list[Pair], valid_fraction: float = 0.05, test_fraction: float = 0.05,
+                seed: int = 0) -> ParallelSplits:
+    """Assign each pair by a hash of its source sentence, so the split is fixed and survives added data."""
+    splits = ParallelSplits([], [], [])
+    for pair in pairs:
+        u = split_fraction(pair[0], seed)
+        if u < test_fraction:
+            splits.test.append(pair)
+        elif u < test_fraction + valid_fraction:
+            splits.valid.append(pair)
+        else:
+            splits.train.append(pair)
+    return splits
+
+
+def load_splits(config: DataConfig) -> ParallelSplits:
+    """The cleaned train/valid/test pairs the config describes."""
+    if config.dataset is not None:
+        raw = load_hf_splits(config.dataset, config.dataset_config, str(config.source_column),
+                             str(config.target_column))
+        splits = ParallelSplits(*(clean_pairs(part, config.max_words) for part in (raw.train, raw.valid, raw.test)))
+        if not splits.valid or not splits.test:  # a dataset with only a train split: carve out the rest
+            splits = split_pairs(splits.train, config.valid_fraction, config.test_fraction, config.split_seed)
+    else:
+        if config.path is not None:
+            raw_pairs = read_parallel_file(config.path, config.source_column, config.target_column, config.format)
+        else:
+            raw_pairs = ding_pairs(config.ding_path, config.source_column, config.target_column)
+        splits = split_pairs(clean_pairs(raw_pairs, config.max_words), config.valid_fraction,
+                             config.test_fraction, config.split_seed)
+    if config.max_pairs is not None:
+        splits.train = splits.train[: config.max_pairs]
+    if not splits.train:
+        raise LabError("no training pairs left after cleaning; check data.path, the columns and data.max_words")
+    return splits
+
+
+def ding_pairs(path: str | Path, source_column: str | int = "de", target_column: str | int = "en") -> list[Pair]:
+    """The Ding example sentences as (source, target); the columns are "de" and "en" in either order."""
+    columns = (str(source_column), str(target_column))
+    if columns not in (("de", "en"), ("en", "de")):
+        raise LabError(f"the Ding dictionary has columns 'de' and 'en', not {columns[0]!r} and {columns[1]!r}")
+    pairs = read_ding(path)
+    return pairs if columns == ("de", "en") else [(en, de) for de, en in pairs]
