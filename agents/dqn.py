@@ -5,19 +5,19 @@ target updates, linear or exponential ε. Trains on N Gymnasium vector envs; the
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from agents.evaluation import EpisodeEvaluator
+from agents.exploration import EpsilonConfig, epsilon_at
 from agents.networks import QNetwork
 from agents.replay import ReplayBuffer
 from agents.torsos import build_torso
-from envs.factory import check_env_id, make_vec_env
+from envs.factory import EnvConfig, make_vec_env
 from envs.snapshot import env_state, is_snapshotable, restore_env_state
 from lab.config import ModelSwitches, RunConfig, Section
 from lab.errors import LabError
@@ -25,22 +25,7 @@ from lab.registry import AGENTS, TASKS
 from lab.task import StepOutput, Task
 
 
-class EnvConfig(Section):
-    id: str = "CartPole-v1"
-    num_envs: int = Field(1, gt=0)
-    kwargs: dict[str, Any] = {}
-
-    @field_validator("id")
-    @classmethod
-    def _known(cls, env_id: str) -> str:
-        try:
-            check_env_id(env_id)
-        except LabError as err:
-            raise ValueError(str(err)) from None
-        return env_id
-
-
-class DQNAgentConfig(Section):
+class DQNAgentConfig(EpsilonConfig):
     buffer_size: int = Field(100_000, gt=0)
     batch_size: int = Field(64, gt=0)
     gamma: float = Field(0.99, gt=0, le=1)
@@ -56,11 +41,6 @@ class DQNAgentConfig(Section):
     target_update: Literal["hard", "polyak"] = "hard"
     target_update_interval: int = Field(1_000, gt=0, description="updates between hard target copies")
     tau: float = Field(0.005, gt=0, le=1, description="Polyak rate per update")
-    epsilon_schedule: Literal["linear", "exponential"] = "linear"
-    epsilon_start: float = Field(1.0, ge=0, le=1)
-    epsilon_end: float = Field(0.05, ge=0, le=1)
-    exploration_fraction: float = Field(0.1, gt=0, le=1, description="linear: share of max_steps to decay ε")
-    epsilon_decay_steps: int = Field(10_000, gt=0, description="exponential: env steps per e-fold of ε")
 
 
 class QModelConfig(ModelSwitches):
@@ -76,13 +56,6 @@ class DQNConfig(RunConfig):
     env: EnvConfig = EnvConfig()
     agent: DQNAgentConfig = DQNAgentConfig()
     model: QModelConfig = QModelConfig()
-
-
-def epsilon_at(step: int, max_steps: int, cfg: DQNAgentConfig) -> float:
-    if cfg.epsilon_schedule == "exponential":
-        return cfg.epsilon_end + (cfg.epsilon_start - cfg.epsilon_end) * math.exp(-step / cfg.epsilon_decay_steps)
-    progress = min(1.0, step / (cfg.exploration_fraction * max_steps))
-    return cfg.epsilon_start + progress * (cfg.epsilon_end - cfg.epsilon_start)
 
 
 def td_targets(online: torch.nn.Module, target: torch.nn.Module, next_obs: torch.Tensor, returns: torch.Tensor,

@@ -24,7 +24,7 @@ def is_snapshotable(vec_env: gym.vector.VectorEnv) -> bool:
 def _capture(value: Any) -> tuple[bool, Any]:
     if isinstance(value, _PLAIN):
         return True, value
-    if isinstance(value, np.ndarray) and value.dtype != object:
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":  # numeric state; maps (bytes) are static
         return True, value.copy()
     if isinstance(value, np.generic):
         return True, value.item()

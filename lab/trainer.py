@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -375,4 +376,4 @@ class _Progress:
         if self.enabled:
             self.bar.console.print(line, highlight=False)
         elif self.lines:
-            print(line, flush=True)
+            print(line, file=sys.stderr, flush=True)

@@ -1,0 +1,145 @@
+"""Tabular Q-learning (Watkins 1989), SARSA and Expected SARSA (Sutton & Barto, ch. 6) through the Trainer.
+
+The Q-table is an nn.Parameter and each update is one SGD step with lr = α on ½·(target − Q(s, a))², whose
+gradient step is exactly Q(s, a) ← Q(s, a) + α·(target − Q(s, a)). So the Trainer's loop, checkpoints, resume and
+tracking serve tabular agents unchanged (use optim.name=sgd, optim.lr=α).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from agents.evaluation import EpisodeEvaluator
+from agents.exploration import EpsilonConfig, epsilon_at
+from envs.factory import EnvConfig, make_vec_env
+from envs.snapshot import env_state, restore_env_state
+from lab.config import ModelSwitches, OptimConfig, RunConfig
+from lab.errors import LabError
+from lab.registry import AGENTS, TASKS
+from lab.task import StepOutput, Task
+
+
+class TabularAgentConfig(EpsilonConfig):
+    algorithm: Literal["q_learning", "sarsa", "expected_sarsa"] = "q_learning"
+    gamma: float = Field(0.99, gt=0, le=1)
+
+
+class QTableConfig(ModelSwitches):
+    initial_value: float = Field(0.0, description="optimistic initial values (> 0) encourage exploration")
+
+
+class TabularConfig(RunConfig):
+    task: Literal["qlearning"] = "qlearning"
+    env: EnvConfig = EnvConfig(id="FrozenLake-v1")
+    agent: TabularAgentConfig = TabularAgentConfig()
+    model: QTableConfig = QTableConfig()
+    optim: OptimConfig = OptimConfig(name="sgd", lr=0.1)
+
+
+class QTable(torch.nn.Module):
+    def __init__(self, n_states: int, n_actions: int, initial_value: float) -> None:
+        super().__init__()
+        self.table = torch.nn.Parameter(torch.full((n_states, n_actions), float(initial_value)))
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        return self.table[states.long()]
+
+
+@AGENTS.register("qlearning", help="tabular Q-learning, SARSA and Expected SARSA")
+@TASKS.register("qlearning", help="tabular Q-learning / SARSA on discrete envs (FrozenLake, Taxi, CliffWalking)")
+class TabularQ(Task):
+    Config = TabularConfig
+    best_metric = "eval/mean_return"
+
+    def __init__(self, config: TabularConfig, device: torch.device, run_dir: Path | None, dist: Any) -> None:
+        super().__init__(config, device, run_dir, dist)
+        self.cfg = config.agent
+        self.envs = make_vec_env(config.env.id, config.env.num_envs, **config.env.kwargs)
+        obs_space, action_space = self.envs.single_observation_space, self.envs.single_action_space
+        if not (hasattr(obs_space, "n") and hasattr(action_space, "n")):
+            raise LabError(f"env '{config.env.id}' needs Discrete observations and actions for a Q-table "
+                           f"(it has {type(obs_space).__name__} / {type(action_space).__name__}); use task: dqn")
+        if config.optim.name != "sgd" or config.optim.momentum:
+            raise LabError("a Q-table learns by plain SGD: set optim.name=sgd and optim.momentum=0 (optim.lr is α)")
+        self.n_actions = int(action_space.n)
+        self.model = QTable(int(obs_space.n), self.n_actions, config.model.initial_value).to(device)
+        self.generator = torch.Generator(device=device).manual_seed(config.seed)
+        self.evaluator = EpisodeEvaluator(config.env.id, config.env.kwargs)
+        obs, _ = self.envs.reset(seed=config.seed)
+        self.states = torch.as_tensor(obs, device=device)
+        self.actions = self.act(self.states, self.epsilon())
+        self.autoreset = np.zeros(self.envs.num_envs, dtype=bool)
+        self.episode_return = np.zeros(self.envs.num_envs)
+        self.env_steps = 0
+
+    def epsilon(self) -> float:
+        return epsilon_at(getattr(self, "env_steps", 0), self.config.trainer.max_steps, self.cfg)
+
+    @torch.no_grad()
+    def act(self, states: torch.Tensor, epsilon: float) -> torch.Tensor:
+        q = self.model(states)
+        # Random tie-breaking, so an all-zero table does not always pick action 0.
+        noise = torch.rand(q.shape, generator=self.generator, device=self.device) * 1e-6
+        greedy = (q + noise).argmax(dim=1)
+        explore = torch.rand(len(states), generator=self.generator, device=self.device) < epsilon
+        random_actions = torch.randint(self.n_actions, (len(states),), generator=self.generator, device=self.device)
+        return torch.where(explore, random_actions, greedy)
+
+    def train_step(self) -> StepOutput:
+        epsilon = self.epsilon()
+        next_obs, rewards, terminated, truncated, _ = self.envs.step(self.actions.cpu().numpy())
+        next_states = torch.as_tensor(next_obs, device=self.device)
+        next_actions = self.act(next_states, epsilon)  # SARSA's a′, and the action taken next either way
+        valid = torch.as_tensor(~self.autoreset, device=self.device)  # autoreset steps are no transition
+        with torch.no_grad():
+            next_q = self.model(next_states)
+            if self.cfg.algorithm == "q_learning":
+                next_value = next_q.max(dim=1).values
+            elif self.cfg.algorithm == "sarsa":
+                next_value = next_q.gather(1, next_actions.unsqueeze(1)).squeeze(1)
+            else:  # expected SARSA: the mean of Q(s′, ·) under the ε-greedy policy
+                greedy = torch.zeros_like(next_q).scatter_(1, next_q.argmax(1, keepdim=True), 1.0)
+                policy = epsilon / self.n_actions + (1 - epsilon) * greedy
+                next_value = (policy * next_q).sum(dim=1)
+            alive = torch.as_tensor(~terminated, device=self.device, dtype=torch.float32)
+            target = torch.as_tensor(rewards, device=self.device, dtype=torch.float32) + \
+                self.cfg.gamma * alive * next_value
+        q = self.model(self.states).gather(1, self.actions.unsqueeze(1)).squeeze(1)
+        loss = 0.5 * (valid * (target - q) ** 2).sum()  # sum, not mean: each env's update keeps step size α
+
+        self.episode_return += rewards * ~self.autoreset
+        done = (terminated | truncated) & ~self.autoreset
+        metrics: dict[str, float] = {"epsilon": epsilon}
+        if done.any():
+            metrics["episode_return"] = float(self.episode_return[done].mean())
+            self.episode_return[done] = 0.0
+        self.autoreset = terminated | truncated
+        self.states, self.actions = next_states, next_actions
+        self.env_steps += self.envs.num_envs
+        return StepOutput(loss=loss, steps=self.envs.num_envs, metrics=metrics)
+
+    def greedy_policy(self, obs: np.ndarray) -> np.ndarray:
+        return self.act(torch.as_tensor(obs, device=self.device), epsilon=0.0).cpu().numpy()
+
+    def evaluate(self, episodes: int | None = None) -> dict[str, float]:
+        return self.evaluator(self.greedy_policy, episodes or self.config.trainer.eval_episodes, self.config.seed)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state(), "states": self.states, "actions": self.actions,
+                "autoreset": self.autoreset, "episode_return": self.episode_return, "env_steps": self.env_steps,
+                "envs": env_state(self.envs)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+        self.states, self.actions = state["states"].to(self.device), state["actions"].to(self.device)
+        self.autoreset, self.episode_return = state["autoreset"].copy(), state["episode_return"].copy()
+        self.env_steps = state["env_steps"]
+        restore_env_state(self.envs, state["envs"])
+
+    def close(self) -> None:
+        self.envs.close()
+        self.evaluator.close()
