@@ -59,11 +59,15 @@ class DQNConfig(RunConfig):
 
 
 def td_targets(online: torch.nn.Module, target: torch.nn.Module, next_obs: torch.Tensor, returns: torch.Tensor,
-               bootstrap: torch.Tensor, double: bool) -> torch.Tensor:
-    """r + γⁿ·Q_target(s', a*) with a* = argmax Q_online(s') (Double DQN) or argmax Q_target(s')."""
+               bootstrap: torch.Tensor, double: bool, online_next_q: torch.Tensor | None = None) -> torch.Tensor:
+    """r + γⁿ·Q_target(s', a*) with a* = argmax Q_online(s') (Double DQN) or argmax Q_target(s').
+
+    `online_next_q` saves a forward pass when the caller already has Q_online(s')."""
     next_q = target(next_obs).float()
     if double:
-        best = online(next_obs).argmax(dim=1, keepdim=True)
+        if online_next_q is None:
+            online_next_q = online(next_obs)
+        best = online_next_q.argmax(dim=1, keepdim=True)
         next_value = next_q.gather(1, best).squeeze(1)
     else:
         next_value = next_q.max(dim=1).values
@@ -163,10 +167,17 @@ class DQN(Task):
         beta = self.cfg.priority_beta + (1 - self.cfg.priority_beta) * min(
             1.0, self.env_steps / self.config.trainer.max_steps)
         batch = self.buffer.sample(self.cfg.batch_size, self.generator, beta)
+        n = len(batch.obs)
+        online_next_q = None
+        if self.cfg.double:  # one forward over s and s′ together: Double DQN's argmax comes almost for free
+            q_all = self.model(torch.cat([batch.obs, batch.next_obs])).float()
+            q_all, online_next_q = q_all[:n], q_all[n:].detach()
+        else:
+            q_all = self.model(batch.obs).float()
         with torch.no_grad():
             target = td_targets(self.model, self.target, batch.next_obs, batch.returns, batch.bootstrap,
-                                self.cfg.double)
-        q = self.model(batch.obs).float().gather(1, batch.actions.unsqueeze(1)).squeeze(1)
+                                self.cfg.double, online_next_q)
+        q = q_all.gather(1, batch.actions.unsqueeze(1)).squeeze(1)
         if self.cfg.loss == "huber":
             per_sample = F.smooth_l1_loss(q, target, reduction="none")
         else:
@@ -190,6 +201,14 @@ class DQN(Task):
     def evaluate(self, episodes: int | None = None) -> dict[str, float]:
         episodes = episodes or self.config.trainer.eval_episodes
         return self.evaluator(self.greedy_policy, episodes, self.config.seed)
+
+    def log_media(self, tracker: Any, step: int) -> None:
+        frames = self.config.tracking.video_frames
+        # Rendering and encoding cost about an episode: only for the final evaluation, and only if W&B is on.
+        if frames and self.evaluation_is_final and tracker.wandb_run is not None:
+            from envs.play.recording import record_episode
+
+            tracker.log_video("eval/video", record_episode(self, max_frames=frames), step, fps=30)
 
     # --- state ------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -103,7 +103,13 @@ class ReplayBuffer:
 
     def sample(self, batch_size: int, generator: torch.Generator, beta: float = 0.4) -> Batch:
         if self.tree is None:
-            flat = torch.multinomial(self.valid.flatten().float(), batch_size, replacement=True, generator=generator)
+            # Uniform over valid slots by rejection: draw twice as many written slots as needed and keep the valid
+            # ones (autoreset slots are rare); an O(capacity) multinomial only if too few survive.
+            candidates = torch.randint(len(self), (2 * batch_size,), generator=generator, device=self.device)
+            flat = candidates[self.valid.flatten()[candidates]][:batch_size]
+            if len(flat) < batch_size:
+                flat = torch.multinomial(self.valid.flatten().float(), batch_size, replacement=True,
+                                         generator=generator)
             weights = torch.ones(batch_size, device=self.device)
         else:
             # Stratified: one draw from each of batch_size equal slices of the total priority mass.

@@ -36,6 +36,7 @@ class TrackingConfig(Section):
     entity: str | None = None
     name: str | None = None
     tags: list[str] = []
+    video_frames: int = Field(300, ge=0, description="frames of the agent's final eval video for W&B (0: none)")
 
 
 class OptimConfig(Section):

@@ -57,6 +57,9 @@ class Task:
         """Metrics without the "eval/" prefix. Must not touch the training RNG streams or data order."""
         raise NotImplementedError
 
+    # Set by the Trainer before a run's last evaluation: costly media (videos) can wait for it.
+    evaluation_is_final: bool = False
+
     def log_media(self, tracker: Any, step: int) -> None:
         """Optional: images, videos or tables for the tracker after an evaluation."""
 

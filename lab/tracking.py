@@ -51,12 +51,15 @@ class Tracker:
             self.wandb_run.log({key: wandb.Image(str(path))}, step=step)
 
     def log_video(self, key: str, frames: np.ndarray, step: int, fps: int = 30) -> None:
-        """frames: T×H×W×C uint8."""
+        """frames: T×H×W×C uint8, encoded to an mp4 in RUN_DIR/media (wandb itself would need moviepy)."""
         if self.wandb_run is not None:
+            import imageio.v2 as imageio
             import wandb
 
-            self.wandb_run.log({key: wandb.Video(np.transpose(frames, (0, 3, 1, 2)), fps=fps, format="gif")},
-                               step=step)
+            path = self.run_dir / "media" / f"{key.replace('/', '-')}-{step}.mp4"
+            path.parent.mkdir(exist_ok=True)
+            imageio.mimwrite(path, list(frames), fps=fps, macro_block_size=16)
+            self.wandb_run.log({key: wandb.Video(str(path), format="mp4")}, step=step)
 
     def log_table(self, key: str, columns: list[str], rows: list[list[Any]], step: int) -> None:
         if self.wandb_run is not None:

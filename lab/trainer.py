@@ -148,6 +148,7 @@ class Trainer:
                         tick_time, tick_step = now, self.step
                         progress.show(self._log_train(rate))
                     if crossed(before, self.step, cfg.eval_every):
+                        self.task.evaluation_is_final = self.step >= cfg.max_steps
                         progress.print(self._evaluate())
                     if crossed(before, self.step, cfg.checkpoint_every):
                         self.save()
@@ -159,6 +160,7 @@ class Trainer:
             if self.window:  # the last, partial log window
                 progress.show(self._log_train((self.step - tick_step) / max(time.perf_counter() - tick_time, 1e-9)))
             if self.last_eval_step != self.step:
+                self.task.evaluation_is_final = True
                 progress.print(self._evaluate())
             self.save()
             if self.early_stop_reason:

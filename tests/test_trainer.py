@@ -149,3 +149,13 @@ def test_ddp_under_torchrun_syncs_gradients_and_only_rank0_writes(tmp_path: Path
     metrics = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert len({json.loads(m)["step"] for m in metrics if "train/loss" in m}) == len(
         [m for m in metrics if "train/loss" in m])  # one writer: no step logged twice
+
+
+def test_agent_eval_video_goes_to_wandb_at_the_end(tmp_path: Path, tiny_dqn: list[str], monkeypatch) -> None:
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    config = load_config("dqn/cartpole", tiny_dqn + ["tracking.mode=offline", "tracking.video_frames=12",
+                                                      "trainer.max_steps=200", "trainer.eval_every=100"])
+    (tmp_path / "run").mkdir()
+    Trainer(config, tmp_path / "run").fit()
+    assert [p.name for p in (tmp_path / "run" / "media").iterdir()] == ["eval-video-200.mp4"]  # final eval only
+    assert list((tmp_path / "run" / "wandb").glob("offline-run-*/files/media/videos/eval/*.mp4"))
