@@ -29,7 +29,9 @@ import math
 
 import numpy as np
 import pygame
-from gymnasium import Env, spaces
+from gymnasium import spaces
+
+from envs.games.screen import PygameGame
 
 WIDTH = 10
 HEIGHT = 12
@@ -55,7 +57,7 @@ def _cell_centre(row: int, column: int) -> tuple[int, int]:
     return column * CELL_PIXELS + CELL_PIXELS // 2, row * CELL_PIXELS + CELL_PIXELS // 2
 
 
-class CatchEnv(Env):
+class CatchEnv(PygameGame):
     """Catch on a 10 x 12 field; the module docstring gives the rules."""
 
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 10}
@@ -83,11 +85,6 @@ class CatchEnv(Env):
         self.spawn_countdown = 0  # steps until the next object appears
         self.lives = LIVES
         self.score = 0  # fruit caught
-
-        # Rendering handles, made on the first render(), dropped by close() and left out of copies.
-        self._canvas: pygame.Surface | None = None
-        self._window: pygame.Surface | None = None
-        self._clock: pygame.time.Clock | None = None
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
@@ -161,9 +158,7 @@ class CatchEnv(Env):
         if self.render_mode is None:
             return None
         size = (WIDTH * CELL_PIXELS, (HEIGHT + 1) * CELL_PIXELS)
-        if self._canvas is None:
-            self._canvas = pygame.Surface(size)
-        canvas = self._canvas
+        canvas = self.canvas(size)
         canvas.fill(BACKGROUND_COLOR)
 
         for life in range(self.lives):
@@ -175,19 +170,7 @@ class CatchEnv(Env):
         paddle = pygame.Rect(self.paddle * CELL_PIXELS, paddle_top, PADDLE_WIDTH * CELL_PIXELS, CELL_PIXELS // 2)
         pygame.draw.rect(canvas, PADDLE_COLOR, paddle)
 
-        if self.render_mode == "rgb_array":
-            return np.transpose(pygame.surfarray.array3d(canvas), axes=(1, 0, 2))  # pygame is (x, y)
-
-        if self._window is None:
-            pygame.display.init()
-            self._window = pygame.display.set_mode(size)
-            self._clock = pygame.time.Clock()
-        pygame.display.set_caption(f"Catch - score {self.score}")
-        pygame.event.pump()  # keeps the window responsive
-        self._window.blit(canvas, (0, 0))
-        pygame.display.flip()
-        self._clock.tick(self.metadata["render_fps"])
-        return None
+        return self.present(canvas, f"Catch - score {self.score}")
 
     def get_keys_to_action(self) -> dict[tuple[int, ...], int]:
         return {
@@ -198,13 +181,3 @@ class CatchEnv(Env):
             (pygame.K_d,): RIGHT,
         }
 
-    def close(self) -> None:
-        if self._window is not None:
-            pygame.display.quit()
-        self._canvas = self._window = self._clock = None
-
-    def __getstate__(self) -> dict:
-        # Snapshots carry the game, not the screen: pygame objects can be neither copied nor pickled.
-        state = self.__dict__.copy()
-        state.update(_canvas=None, _window=None, _clock=None)
-        return state

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import numpy as np
 import pygame
-from gymnasium import Env, spaces
+from gymnasium import spaces
+
+from envs.games.screen import PygameGame
 
 NOOP = 0
 DIRECTIONS = ((-1, 0), (0, 1), (1, 0), (0, -1))  # (row, column) steps: up, right, down, left
@@ -44,7 +46,7 @@ def _cell_rect(cell: list[int], inset: int) -> pygame.Rect:
     return pygame.Rect(column * CELL_PIXELS + inset, row * CELL_PIXELS + inset, size, size)
 
 
-class SnakeEnv(Env):
+class SnakeEnv(PygameGame):
     """Snake on a grid_size x grid_size board; the module docstring gives the rules."""
 
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 10}
@@ -80,11 +82,6 @@ class SnakeEnv(Env):
         self.heading = 1  # index into DIRECTIONS: right
         self.apple = [0, 0]
         self.score = 0
-
-        # Rendering handles, made on the first render(), dropped by close() and left out of copies.
-        self._canvas: pygame.Surface | None = None
-        self._window: pygame.Surface | None = None
-        self._clock: pygame.time.Clock | None = None
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
@@ -167,9 +164,7 @@ class SnakeEnv(Env):
         if self.render_mode is None:
             return None
         side = self.grid_size * CELL_PIXELS
-        if self._canvas is None:
-            self._canvas = pygame.Surface((side, side))
-        canvas = self._canvas
+        canvas = self.canvas((side, side))
         canvas.fill(EMPTY_COLOR)
 
         pygame.draw.ellipse(canvas, APPLE_COLOR, _cell_rect(self.apple, inset=4))
@@ -177,19 +172,7 @@ class SnakeEnv(Env):
             pygame.draw.rect(canvas, BODY_COLOR, _cell_rect(cell, inset=1))
         pygame.draw.rect(canvas, HEAD_COLOR, _cell_rect(self.snake[0], inset=1))
 
-        if self.render_mode == "rgb_array":
-            return np.transpose(pygame.surfarray.array3d(canvas), axes=(1, 0, 2))  # pygame is (x, y)
-
-        if self._window is None:
-            pygame.display.init()
-            self._window = pygame.display.set_mode((side, side))
-            self._clock = pygame.time.Clock()
-        pygame.display.set_caption(f"Snake - score {self.score}")
-        pygame.event.pump()  # keeps the window responsive
-        self._window.blit(canvas, (0, 0))
-        pygame.display.flip()
-        self._clock.tick(self.metadata["render_fps"])
-        return None
+        return self.present(canvas, f"Snake - score {self.score}")
 
     def get_keys_to_action(self) -> dict[tuple[int, ...], int]:
         return {
@@ -204,13 +187,3 @@ class SnakeEnv(Env):
             (pygame.K_a,): 4,
         }
 
-    def close(self) -> None:
-        if self._window is not None:
-            pygame.display.quit()
-        self._canvas = self._window = self._clock = None
-
-    def __getstate__(self) -> dict:
-        # Snapshots carry the game, not the screen: pygame objects can be neither copied nor pickled.
-        state = self.__dict__.copy()
-        state.update(_canvas=None, _window=None, _clock=None)
-        return state
