@@ -19,7 +19,7 @@ from agents.replay import ReplayBuffer
 from agents.torsos import build_torso
 from envs.factory import EnvConfig, make_vec_env
 from envs.snapshot import env_state, is_snapshotable, restore_env_state
-from lab.config import ModelSwitches, RunConfig, Section
+from lab.config import ModelSwitches, RunConfig
 from lab.errors import LabError
 from lab.registry import AGENTS, TASKS
 from lab.task import StepOutput, Task

@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from lab.errors import LabError
+from lab.errors import LabError, did_you_mean
 
 FORMAT_VERSION = 1
 MODEL_FILE, TRAINING_FILE, STATE_FILE = "model.safetensors", "training.safetensors", "state.json"
@@ -166,8 +166,6 @@ def find_checkpoint(run_dir: Path, which: str = "latest") -> Path:
     target = root / which
     if not (target / STATE_FILE).is_file():
         names = [p.name for p in root.glob("step_*")] + ["latest", "best"]
-        from lab.errors import did_you_mean
-
         raise LabError(f"no checkpoint '{which}' in '{root}'{did_you_mean(which, names)}")
     return target
 

@@ -6,9 +6,12 @@ checkpoints (periodic, best, on stop), early stopping, seeding, Ctrl-C/SIGTERM a
 """
 from __future__ import annotations
 
+import json
 import math
+import shutil
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +25,7 @@ from lab import checkpoint as ckpt
 from lab.config import OptimConfig, RunConfig, config_to_dict
 from lab.devices import autocast, resolve_device
 from lab.distributed import DistInfo, barrier, init_distributed
-from lab.errors import LabError
+from lab.errors import LabError, did_you_mean
 from lab.registry import TASKS
 from lab.seeding import rng_state, seed_everything, set_rng_state
 from lab.task import StepOutput, Task
@@ -235,8 +238,6 @@ class Trainer:
         if self.best_metric is None:
             return line
         if self.best_metric not in self.last_eval:
-            from lab.errors import did_you_mean
-
             raise LabError(f"trainer.best_metric '{self.best_metric}' is not an eval metric"
                            f"{did_you_mean(self.best_metric, self.last_eval)}")
         value = self.last_eval[self.best_metric]
@@ -285,9 +286,6 @@ class Trainer:
         return path
 
     def _prune(self, root: Path) -> None:
-        import json
-        import shutil
-
         keep = {json.loads((root / f"{p}.json").read_text())["name"] for p in ("latest", "best")
                 if (root / f"{p}.json").is_file()}
         steps = sorted(p for p in root.glob("step_*") if p.is_dir())
@@ -324,8 +322,6 @@ class Trainer:
         return self.device if self.device.type == "cuda" else torch.device("cpu")
 
     def _install_signal_handlers(self) -> dict[int, Any]:
-        import threading
-
         if threading.current_thread() is not threading.main_thread():
             return {}
 
