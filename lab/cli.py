@@ -25,16 +25,19 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     from lab.commands import COMMANDS
 
     parser = argparse.ArgumentParser(
         prog="lab", formatter_class=_formatter, epilog=EPILOG,
         description="gym lab: train Deep Q-Learning agents, NLP and vision models with one trainer.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands: dict[str, argparse.ArgumentParser] = {}
 
     def add(name: str, help: str, description: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help, description=description, formatter_class=_formatter)
+        commands[name] = sub.add_parser(name, help=help, description=description, formatter_class=_formatter,
+                                        prog=f"lab {name}")
+        return commands[name]
 
     train = add("train", "train a model or agent from a YAML config (or resume a run)",
                 "Train from a YAML config with optional dotted overrides, or resume a stopped run.\n"
@@ -77,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS.names():
         command = COMMANDS.get(name)
         command.add_arguments(add(name, command.help, command.description))
-    return parser
+    return parser, commands
 
 
 # --- commands ----------------------------------------------------------------------------------------------------
@@ -244,13 +247,15 @@ BUILTIN = {"train": cmd_train, "eval": cmd_eval, "config": cmd_config, "list": c
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        parser = build_parser()
-        args, extra = parser.parse_known_args(argv)
-        # Overrides may follow options (`lab train CFG --run-dir D a.b=1`): argparse leaves those over.
-        if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
-            args.overrides = list(args.overrides) + extra
-        elif extra:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        parser, commands = build_parser()
+        argv = sys.argv[1:] if argv is None else argv
+        if argv and argv[0] in commands:
+            # Each command parses its own words, positionals and options in any order
+            # (`lab train CFG --run-dir D a.b=1`, `lab translate RUN --beam 5 "text"`).
+            args = commands[argv[0]].parse_intermixed_args(argv[1:])
+            args.command = argv[0]
+        else:
+            args = parser.parse_args(argv)
         if args.command in BUILTIN:
             return BUILTIN[args.command](args)
         from lab.commands import COMMANDS

@@ -24,11 +24,10 @@ class Batch:
     source_mask: torch.Tensor  # (B, S) bool
     target_in: torch.Tensor  # (B, T)
     target_out: torch.Tensor  # (B, T), PAD_ID where there is no token
-    indices: list[int]  # positions of the examples in their dataset
 
     def to(self, device: torch.device) -> Batch:
         return Batch(self.source.to(device), self.source_mask.to(device), self.target_in.to(device),
-                     self.target_out.to(device), self.indices)
+                     self.target_out.to(device))
 
     @property
     def target_tokens(self) -> int:
@@ -48,11 +47,11 @@ def pad(sequences: Sequence[Sequence[int]], value: int = PAD_ID) -> torch.Tensor
     return out
 
 
-def collate(examples: Sequence[tuple[list[int], list[int]]], indices: list[int]) -> Batch:
+def collate(examples: Sequence[tuple[list[int], list[int]]]) -> Batch:
     """Pad (source, `<bos> y <eos>`) examples into a Batch."""
     source = pad([src for src, _ in examples])
     target = pad([tgt for _, tgt in examples])
-    return Batch(source, source != PAD_ID, target[:, :-1], target[:, 1:], indices)
+    return Batch(source, source != PAD_ID, target[:, :-1], target[:, 1:])
 
 
 def source_batch(sources: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:

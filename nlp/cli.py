@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import torch
 from safetensors.torch import load_file
 
 from lab import checkpoint as ckpt

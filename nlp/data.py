@@ -53,9 +53,6 @@ class ParallelSplits:
     valid: list[Pair]
     test: list[Pair]
 
-    def sizes(self) -> dict[str, int]:
-        return {"train": len(self.train), "valid": len(self.valid), "test": len(self.test)}
-
 
 # --- reading ------------------------------------------------------------------------------------------------------
 
@@ -124,7 +121,9 @@ def load_hf_splits(name: str, config_name: str | None, source_column: str, targe
     try:
         loaded = datasets.load_dataset(name, config_name)
     except Exception as err:  # offline, unknown name, missing config: one line instead of a long traceback
-        raise LabError(f"cannot load Hugging Face dataset {name!r}: {str(err).splitlines()[0] if str(err) else err!r}") from None
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise LabError(f"cannot load Hugging Face dataset {name!r} ({reason}); the first load needs a network, "
+                       "or set data.path to a TSV file") from None
 
     def pairs_of(split: str) -> list[Pair]:
         if split not in loaded:

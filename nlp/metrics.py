@@ -18,9 +18,6 @@ class TranslationScores:
     bleu_signature: str
     chrf_signature: str
 
-    def as_metrics(self) -> dict[str, float]:
-        return {"bleu": self.bleu, "chrf": self.chrf}
-
 
 def score_translations(hypotheses: Sequence[str], references: Sequence[str]) -> TranslationScores:
     """Corpus BLEU (13a tokenisation, exponential smoothing) and chrF against one reference per sentence."""

@@ -114,9 +114,6 @@ class TextTokenizer:
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
 
-    def tokens(self, text: str) -> list[str]:
-        return self.tokenizer.encode(text, add_special_tokens=False).tokens
-
     def id_to_token(self, token_id: int) -> str:
         return self.tokenizer.id_to_token(token_id) or UNK
 
@@ -130,9 +127,6 @@ class TextTokenizer:
             if token_id not in (PAD_ID, BOS_ID):
                 kept.append(token_id)
         return self.tokenizer.decode(kept, skip_special_tokens=False)
-
-    def decode_batch(self, sequences: Iterable[Iterable[int]]) -> list[str]:
-        return [self.decode(ids) for ids in sequences]
 
 
 @dataclass

@@ -69,7 +69,7 @@ class TranslationTask(Task):
         super().__init__(config, device, run_dir, dist)
         self.splits = load_splits(config.data)
         self.tokenizers = self._tokenizers(run_dir, dist)
-        self.examples = {name: self._encode(pairs) for name, pairs in self._split_pairs().items()}
+        self.examples = {name: self._encode(pairs) for name, pairs in self.pairs().items()}
         self.model = build_translation_model(config.model, self.tokenizers).to(device)
         if config.data.max_tokens > self.model.max_positions:
             raise LabError(f"data.max_tokens={config.data.max_tokens} exceeds the model's max_positions="
@@ -92,7 +92,8 @@ class TranslationTask(Task):
         barrier(dist)
         return TranslationTokenizers.load(run_dir)
 
-    def _split_pairs(self) -> dict[str, list[Pair]]:
+    def pairs(self) -> dict[str, list[Pair]]:
+        """The train, valid and test pairs; valid and test capped at evaluation.max_sentences."""
         limit = self.config.evaluation.max_sentences
         return {"train": self.splits.train, "valid": self.splits.valid[:limit], "test": self.splits.test[:limit]}
 
@@ -103,8 +104,7 @@ class TranslationTask(Task):
 
     # --- training --------------------------------------------------------------------------------------------------
     def train_step(self) -> StepOutput:
-        indices = self.sampler.next_batch()
-        batch = collate([self.examples["train"][i] for i in indices], indices).to(self.device)
+        batch = collate([self.examples["train"][i] for i in self.sampler.next_batch()]).to(self.device)
         logits = self.model(batch.source, batch.source_mask, batch.target_in)
         loss = sequence_loss(logits, batch.target_out, self.config.model.label_smoothing)
         return StepOutput(loss=loss, metrics={"target_tokens": float(batch.target_tokens),
@@ -120,7 +120,7 @@ class TranslationTask(Task):
         model = unwrap(self.model)
         total, tokens = 0.0, 0
         for indices in sorted_batches([len(s) for s, _ in examples], 2 * self.config.data.batch_size):
-            batch = collate([examples[i] for i in indices], indices).to(self.device)
+            batch = collate([examples[i] for i in indices]).to(self.device)
             logits = model(batch.source, batch.source_mask, batch.target_in)
             total += float(sequence_loss(logits, batch.target_out)) * batch.target_tokens
             tokens += batch.target_tokens
@@ -130,7 +130,7 @@ class TranslationTask(Task):
     def evaluate(self, episodes: int | None = None) -> dict[str, float]:
         results: dict[str, float] = {}
         translator = self.translator()
-        pairs = self._split_pairs()
+        pairs = self.pairs()
         for split in ("valid", "test"):
             if not pairs[split]:
                 continue

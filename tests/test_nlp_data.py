@@ -4,6 +4,7 @@ from __future__ import annotations
 import itertools
 import json
 import sys
+import types
 import unicodedata
 from pathlib import Path
 
@@ -122,6 +123,27 @@ def test_hugging_face_without_datasets_package_is_an_error(monkeypatch: pytest.M
         load_hf_splits("wmt16", "de-en", "de", "en")
 
 
+def test_hugging_face_dataset_with_its_own_splits(monkeypatch: pytest.MonkeyPatch) -> None:
+    def load_dataset(name: str, config: str | None) -> dict:
+        assert (name, config) == ("wmt16", "de-en")
+        row = {"translation": {"de": "Hallo  Welt.", "en": "Hello world."}}
+        return {"train": [row, row], "validation": [row], "test": [row]}
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    splits = load_splits(DataConfig(dataset="wmt16", dataset_config="de-en"))
+    assert splits.train == splits.valid == splits.test == [("Hallo Welt.", "Hello world.")]
+
+
+def test_unreachable_hugging_face_dataset_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def load_dataset(name: str, config: str | None) -> dict:
+        raise ConnectionError("Couldn't reach 'wmt16' on the Hub (LocalEntryNotFoundError)\nlong details")
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    with pytest.raises(LabError) as error:
+        load_hf_splits("wmt16", None, "de", "en")
+    assert "Couldn't reach 'wmt16'" in str(error.value) and "\n" not in str(error.value)
+
+
 def test_config_takes_one_source_only() -> None:
     with pytest.raises(ValidationError, match="either data.path or data.dataset"):
         DataConfig(path="pairs.tsv", dataset="wmt16")
@@ -168,7 +190,7 @@ def test_load_splits_from_a_file(tmp_path: Path) -> None:
 
 def test_collate_pads_and_shifts_the_target() -> None:
     examples = [make_example([5, 6, 7], [8, 9], 16), make_example([5], [8, 9, 10, 11], 16)]
-    batch = collate(examples, [0, 1])
+    batch = collate(examples)
     assert batch.source.tolist() == [[5, 6, 7, EOS_ID], [5, EOS_ID, PAD_ID, PAD_ID]]
     assert batch.source_mask.tolist() == [[True] * 4, [True, True, False, False]]
     assert batch.target_in.tolist() == [[BOS_ID, 8, 9, EOS_ID, PAD_ID], [BOS_ID, 8, 9, 10, 11]]

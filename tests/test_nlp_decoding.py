@@ -14,14 +14,6 @@ VOCAB = 40
 SOURCES = [[5, 6, 7, 8, 9, EOS_ID], [10, 11, EOS_ID], [12, 13, 14, 15, 16, 17, 18, EOS_ID]]
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny models run faster on one thread than on two that contend for the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def random_model(name: str, seed: int = 0) -> torch.nn.Module:
     """A small untrained model whose outputs are peaked enough that decoding does not stop at once."""
@@ -141,7 +133,6 @@ def test_metrics_with_signatures() -> None:
     partial = score_translations(["The cat sat on a mat.", "It rains."], references)
     assert 0 < partial.bleu < 100 and 0 < partial.chrf < 100
     assert "tok:13a" in partial.bleu_signature and "version:" in partial.bleu_signature
-    assert partial.chrf_signature.startswith("nrefs:1") and partial.as_metrics() == {"bleu": partial.bleu,
-                                                                                       "chrf": partial.chrf}
+    assert partial.chrf_signature.startswith("nrefs:1")
     with pytest.raises(ValueError, match="2 references"):
         score_translations(["one"], references)

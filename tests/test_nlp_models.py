@@ -13,14 +13,6 @@ from nlp.tokenization import BOS_ID, PAD_ID
 VOCAB = 30
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny models run faster on one thread than on two that contend for the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def small_model(name: str, **overrides) -> torch.nn.Module:
     options = (dict(d_model=32, heads=4, encoder_layers=2, decoder_layers=2, ffn_dim=64, dropout=0.0)
@@ -31,7 +23,7 @@ def small_model(name: str, **overrides) -> torch.nn.Module:
 
 def toy_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     examples = [make_example([5, 6, 7, 8], [9, 10, 11], 16), make_example([12, 13], [14, 15, 16, 17, 18], 16)]
-    batch = collate(examples, [0, 1])
+    batch = collate(examples)
     return batch.source, batch.source_mask, batch.target_in, batch.target_out
 
 

@@ -1,0 +1,236 @@
+"""The translation task under the lab's Trainer, its configs, and `lab translate`."""
+from __future__ import annotations
+
+import itertools
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lab.cli import main
+from lab.config import CONFIG_DIR, load_config, validate_config
+from lab.distributed import DistInfo
+from lab.errors import LabError
+from lab.runs import create_run_dir
+from lab.trainer import Trainer
+from nlp.models import build_model
+from nlp.tokenization import UNK_ID
+from nlp.translation import TranslationTask
+
+WORDS = {"eins": "one", "zwei": "two", "drei": "three", "vier": "four", "fünf": "five", "sechs": "six"}
+
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Counting sentences: "Zwei eins vier." → "Two one four."; 'ß' appears in one pair only."""
+    sequences = [*itertools.product(WORDS, repeat=2), *itertools.product(WORDS, repeat=3)]
+    rows = ["de\ten"]
+    for picked in random.Random(0).sample(sequences, 120):
+        rows.append(" ".join(picked).capitalize() + ".\t" + " ".join(WORDS[w] for w in picked).capitalize() + ".")
+    rows.append("Große fünf.\tBig five.")
+    path = tmp_path_factory.mktemp("data") / "counting.tsv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def tiny_config(corpus: Path, model: str = "seq2seq_gru_bahdanau", **overrides: Any) -> Any:
+    options = ({"d_model": 16, "heads": 2, "encoder_layers": 1, "decoder_layers": 1, "ffn_dim": 32,
+                "max_positions": 32} if model == "seq2seq_transformer"
+               else {"embedding_dim": 8, "hidden_size": 16})
+    data: dict[str, Any] = {
+        "task": "translation", "seed": 0, "device": "cpu",
+        "data": {"path": str(corpus), "batch_size": 8, "max_tokens": 32, "valid_fraction": 0.1, "test_fraction": 0.1},
+        "tokenizer": {"kind": "char", "vocab_size": 100, "min_frequency": 1},
+        "model": {"name": model, "options": options},
+        "decoding": {"beam_size": 2},
+        "evaluation": {"max_sentences": 6, "examples": 3},
+        "optim": {"lr": 0.01},
+        "trainer": {"max_steps": 6, "log_every": 2, "progress": False},
+        "tracking": {"mode": "disabled"},
+    }
+    for key, value in overrides.items():
+        section, name = key.split(".")
+        data[section][name] = value
+    return validate_config(data)
+
+
+@pytest.fixture(scope="module")
+def trained_run(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("runs") / "gru"
+    assert main(["train", "--run-dir", str(run_dir), str(write_config(corpus, run_dir.parent / "gru.yaml"))]) == 0
+    return run_dir
+
+
+def write_config(corpus: Path, path: Path, model: str = "seq2seq_gru_bahdanau") -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(tiny_config(corpus, model).model_dump(mode="json")), encoding="utf-8")
+    return path
+
+
+# --- configs -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["translate_gru_attention", "translate_lstm_luong", "translate_transformer"])
+def test_shipped_configs_validate_and_build_their_model(name: str) -> None:
+    config = load_config(CONFIG_DIR / "nlp" / f"{name}.yaml")
+    vocab = config.tokenizer.vocab_size
+    model = build_model(config.model.name, vocab, vocab, **config.model.options)
+    assert sum(p.numel() for p in model.parameters()) > 100_000
+    assert config.data.path is None and config.data.dataset is None  # the offline Ding default
+
+
+def test_config_errors_are_one_line(corpus: Path) -> None:
+    with pytest.raises(LabError, match="unknown key 'data.batchsize'"):
+        validate_config({"task": "translation", "data": {"batchsize": 3}})
+    with pytest.raises(LabError, match="tokenizer.kind"):
+        validate_config({"task": "translation", "tokenizer": {"kind": "sentencepiece"}})
+    config = tiny_config(corpus)
+    config.model.options = {"hiden_size": 8}
+    with pytest.raises(LabError, match="did you mean 'hidden_size'"):
+        TranslationTask(config, torch.device("cpu"), None, DistInfo())
+
+
+# --- the task ----------------------------------------------------------------------------------------------------
+
+
+def test_tokenizer_learns_from_the_training_split_only(corpus: Path) -> None:
+    task = TranslationTask(tiny_config(corpus, **{"data.valid_fraction": 0.0, "data.test_fraction": 0.0}),
+                           torch.device("cpu"), None, DistInfo())
+    assert UNK_ID not in task.tokenizers.source.encode("Große")
+    held_out = TranslationTask(tiny_config(corpus, **{"data.split_seed": seed_that_holds_out_grosse(corpus)}),
+                               torch.device("cpu"), None, DistInfo())
+    assert UNK_ID in held_out.tokenizers.source.encode("Große")  # 'ß' only occurs in a held-out pair
+
+
+def seed_that_holds_out_grosse(corpus: Path) -> int:
+    from nlp.data import split_fraction
+
+    return next(seed for seed in range(1000) if split_fraction("Große fünf.", seed) < 0.2)
+
+
+def test_train_step_and_evaluation_report_loss_bleu_and_chrf(corpus: Path) -> None:
+    task = TranslationTask(tiny_config(corpus), torch.device("cpu"), None, DistInfo())
+    out = task.train_step()
+    assert out.loss.requires_grad and out.loss.item() > 0 and out.metrics["target_tokens"] > 0
+    assert task.state_dict() == {"sampler": {"epoch": 0, "position": 1}}
+    task.model.eval()
+    metrics = task.evaluate()
+    assert set(metrics) == {f"{split}_{name}" for split in ("valid", "test")
+                            for name in ("loss", "perplexity", "bleu", "chrf")}
+    assert 0 <= metrics["valid_bleu"] <= 100 and metrics["valid_loss"] > 0
+
+
+def test_log_media_logs_a_table_of_examples_and_the_signatures(corpus: Path) -> None:
+    class Recorder:
+        def __init__(self) -> None:
+            self.tables: list[tuple] = []
+            self.summaries: dict[str, Any] = {}
+
+        def log_table(self, key: str, columns: list[str], rows: list[list[Any]], step: int) -> None:
+            self.tables.append((key, columns, rows, step))
+
+        def summary(self, values: dict[str, Any]) -> None:
+            self.summaries.update(values)
+
+    task = TranslationTask(tiny_config(corpus), torch.device("cpu"), None, DistInfo())
+    task.model.eval()
+    task.evaluate()
+    tracker = Recorder()
+    task.log_media(tracker, step=7)
+    (key, columns, rows, step), = tracker.tables
+    assert (key, columns, step) == ("eval/translations", ["source", "reference", "translation"], 7)
+    assert len(rows) == 3 and all(isinstance(cell, str) for row in rows for cell in row)
+    assert tracker.summaries["bleu_signature"].startswith("nrefs:1|case:mixed")
+    assert "chrf_signature" in tracker.summaries
+
+
+def test_resuming_continues_bit_for_bit(corpus: Path, tmp_path: Path) -> None:
+    straight = Trainer(tiny_config(corpus, **{"trainer.max_steps": 8}), tmp_path / "straight")
+    straight.fit()
+    first_half = Trainer(tiny_config(corpus, **{"trainer.max_steps": 4}), tmp_path / "resumed")
+    first_half.fit()
+    second_half = Trainer(tiny_config(corpus, **{"trainer.max_steps": 8}), tmp_path / "resumed")
+    second_half.fit(resume_from=tmp_path / "resumed" / "checkpoints" / "step_000000004")
+    assert second_half.task.sampler.state_dict() == straight.task.sampler.state_dict() == {"epoch": 0, "position": 8}
+    for name, tensor in straight.task.model.state_dict().items():
+        assert torch.equal(tensor, second_half.task.model.state_dict()[name]), name
+
+
+def test_lab_eval_scores_a_trained_run(trained_run: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["eval", str(trained_run), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert {"valid_bleu", "test_bleu", "test_chrf", "test_loss"} <= set(metrics)
+
+
+# --- lab translate -----------------------------------------------------------------------------------------------
+
+
+def test_translate_prints_a_translation_and_json(trained_run: Path, capsys: pytest.CaptureFixture) -> None:
+    assert (trained_run / "tokenizer.json").is_file()
+    assert main(["translate", str(trained_run), "Zwei drei."]) == 0
+    text = capsys.readouterr().out.strip()
+    assert text and "\n" not in text
+    assert main(["translate", str(trained_run), "Zwei drei.", "--json", "--beam", "1"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["source"] == "Zwei drei." and result["source_tokens"][-1] == "<eos>"
+    assert set(result) >= {"translation", "score", "target_tokens", "truncated", "unknown_tokens"}
+
+
+def test_translate_reads_lines_from_stdin(trained_run: Path, capsys: pytest.CaptureFixture,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("Eins.\n\n   \nVier fünf.\n"))
+    assert main(["translate", str(trained_run), "--json"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [json.loads(line)["source"] for line in lines] == ["Eins.", "Vier fünf."]
+
+
+def test_translate_draws_the_attention_heatmap(trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "attention.png"
+    assert main(["translate", str(trained_run), "Drei vier.", "--attention", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "nothing to translate"),
+    ("   ", "nothing to translate"),
+])
+def test_translate_refuses_empty_text(trained_run: Path, capsys: pytest.CaptureFixture, text: str, message: str) -> None:
+    assert main(["translate", str(trained_run), text]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_translate_notes_odd_input_instead_of_failing(trained_run: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["translate", str(trained_run), "日本語のテキスト"]) == 0
+    assert "no part of the input is in the model's vocabulary" in capsys.readouterr().err
+    assert main(["translate", str(trained_run), "?!"]) == 0
+    assert main(["translate", str(trained_run), "Eins zwei drei. " * 40]) == 0
+    assert "the input was cut to its first 32 tokens" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["Eins.", "--beam", "0"], "--beam must be at least 1"),
+    (["--attention", "a.png"], "give the TEXT argument too"),
+])
+def test_translate_rejects_bad_options(trained_run: Path, capsys: pytest.CaptureFixture, arguments: list[str],
+                                       message: str) -> None:
+    assert main(["translate", str(trained_run), *arguments]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_translate_explains_a_model_without_attention(corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run_dir = tmp_path / "plain"
+    config = tiny_config(corpus, "seq2seq_gru", **{"trainer.max_steps": 2})
+    create_run_dir(run_dir, config, "test")
+    Trainer(config, run_dir).fit()
+    assert main(["translate", str(run_dir), "Eins.", "--attention", str(tmp_path / "a.png")]) == 2
+    assert "no attention to draw" in capsys.readouterr().err
+    weights = load_file(str(run_dir / "checkpoints" / "step_000000002" / "model.safetensors"))
+    assert not any("attention" in name for name in weights)
