@@ -111,19 +111,25 @@ def read_parallel_file(path: str | Path, source_column: str | int = "de", target
     return pairs
 
 
-def load_hf_splits(name: str, config_name: str | None, source_column: str, target_column: str) -> ParallelSplits:
-    """A translation dataset from the Hugging Face hub with its own train/validation/test splits."""
+def load_hf_dataset(name: str, config_name: str | None, local_alternative: str) -> Any:
+    """`datasets.load_dataset`, with a missing package or a failed load (offline, unknown name) as one LabError
+    line that names the local alternative (e.g. "a TSV file")."""
     try:
         import datasets
     except ImportError:
         raise LabError(f"data.dataset={name!r} needs the `datasets` package (pip install datasets); "
-                       "or set data.path to a TSV file") from None
+                       f"or set data.path to {local_alternative}") from None
     try:
-        loaded = datasets.load_dataset(name, config_name)
+        return datasets.load_dataset(name, config_name)
     except Exception as err:  # offline, unknown name, missing config: one line instead of a long traceback
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise LabError(f"cannot load Hugging Face dataset {name!r} ({reason}); the first load needs a network, "
-                       "or set data.path to a TSV file") from None
+                       f"or set data.path to {local_alternative}") from None
+
+
+def load_hf_splits(name: str, config_name: str | None, source_column: str, target_column: str) -> ParallelSplits:
+    """A translation dataset from the Hugging Face hub with its own train/validation/test splits."""
+    loaded = load_hf_dataset(name, config_name, "a TSV file")
 
     def pairs_of(split: str) -> list[Pair]:
         if split not in loaded:

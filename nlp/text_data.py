@@ -26,7 +26,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from lab.config import Section
 from lab.errors import LabError, did_you_mean
-from nlp.data import read_parallel_file
+from nlp.data import load_hf_dataset, read_parallel_file
 from nlp.ding import clean_text
 
 FORTUNES_PATH = Path("/usr/share/games/fortunes")
@@ -147,17 +147,7 @@ def read_fortunes(folder: str | Path, categories: list[str], keep_attribution: b
 def load_hf_examples(name: str, config_name: str | None, text_column: str, label_column: str
                      ) -> dict[str, list[Example]]:
     """A Hugging Face dataset's splits as (text, label name); rows without a label (label -1) are left out."""
-    try:
-        import datasets
-    except ImportError:
-        raise LabError(f"data.dataset={name!r} needs the `datasets` package (pip install datasets); "
-                       "or set data.path to a CSV/TSV/JSONL file") from None
-    try:
-        loaded = datasets.load_dataset(name, config_name)
-    except Exception as err:  # offline, unknown name, missing config: one line instead of a long traceback
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise LabError(f"cannot load Hugging Face dataset {name!r} ({reason}); the first load needs a network, "
-                       "or set data.path to a CSV/TSV/JSONL file") from None
+    loaded = load_hf_dataset(name, config_name, "a CSV/TSV/JSONL file")
     splits: dict[str, list[Example]] = {}
     for split in ("train", "validation", "test"):
         if split not in loaded:
