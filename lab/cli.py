@@ -134,9 +134,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
         return 0
     print(f"done: {result['step']:,} steps in {result['seconds']:.1f} s")
-    print("result: " + _format_eval(result["eval"]))
+    print("final eval: " + _format_eval(result["eval"]))
     if result["best_metric"] and result["best"] is not None:
-        print(f"best: {result['best_metric']} = {result['best']:.4g} at step {result['best_step']:,}")
+        print(f"best: {result['best_metric']} = {result['best']:.4g} at step {result['best_step']:,} "
+              "(checkpoints/best.json; what lab eval loads by default)")
     print(f"run: {run_dir}  (config.yaml, metrics.jsonl, checkpoints/)")
     if sync_hint:
         print(f"W&B: logged offline; upload later with: {sync_hint}")

@@ -371,7 +371,7 @@ class _Progress:
             self.bar.update(self.task_id, metrics=text, rate=f"{speed:,.0f} steps/s" if speed else "")
 
     def print(self, line: str) -> None:
-        if self.enabled:
+        if self.enabled and self.bar.console.is_terminal:
             self.bar.console.print(line, highlight=False)
-        elif self.lines:
+        elif self.lines:  # logs and pipes: whole lines, not wrapped at rich's default 80 columns
             print(line, file=sys.stderr, flush=True)
