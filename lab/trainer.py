@@ -165,6 +165,9 @@ class Trainer:
             if self.last_eval_step != self.step:
                 self.task.evaluation_is_final = True
                 progress.print(self._evaluate())
+            elif not self.task.evaluation_is_final and self.dist.is_main:  # stopped early right after an eval
+                self.task.evaluation_is_final = True
+                self.task.log_media(self.tracker, self.step)
             self.save()
             if self.early_stop_reason:
                 progress.print(f"early stop: {self.early_stop_reason}")

@@ -159,3 +159,13 @@ def test_agent_eval_video_goes_to_wandb_at_the_end(tmp_path: Path, tiny_dqn: lis
     Trainer(config, tmp_path / "run").fit()
     assert [p.name for p in (tmp_path / "run" / "media").iterdir()] == ["eval-video-200.mp4"]  # final eval only
     assert list((tmp_path / "run" / "wandb").glob("offline-run-*/files/media/videos/eval/*.mp4"))
+
+
+def test_an_early_stopped_agent_still_gets_its_video(tmp_path: Path, tiny_dqn: list[str], monkeypatch) -> None:
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    config = load_config("dqn/cartpole", tiny_dqn + ["tracking.mode=offline", "tracking.video_frames=8",
+                                                      "trainer.eval_every=100", "trainer.stop_at=0"])
+    (tmp_path / "run").mkdir()
+    result = Trainer(config, tmp_path / "run").fit()
+    assert result["early_stop"] and result["step"] < 600
+    assert [p.name for p in (tmp_path / "run" / "media").iterdir()] == [f"eval-video-{result['step']}.mp4"]
