@@ -12,17 +12,14 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from agents.evaluation import EpisodeEvaluator
-from agents.exploration import EpsilonConfig, epsilon_at
-from agents.networks import QNetwork
-from agents.replay import ReplayBuffer
-from agents.torsos import build_torso
-from envs.factory import EnvConfig, make_vec_env
-from envs.snapshot import env_state, is_snapshotable, restore_env_state
+from agents.exploration import EpsilonConfig
+from agents.replay import FrameReplayBuffer, ReplayBuffer
+from agents.value_agent import ValueAgent
+from envs.atari import is_atari
+from envs.factory import EnvConfig
 from lab.config import ModelSwitches, RunConfig
-from lab.errors import LabError
 from lab.registry import AGENTS, TASKS
-from lab.task import StepOutput, Task
+from lab.task import StepOutput
 
 
 class DQNAgentConfig(EpsilonConfig):
@@ -41,6 +38,8 @@ class DQNAgentConfig(EpsilonConfig):
     target_update: Literal["hard", "polyak"] = "hard"
     target_update_interval: int = Field(1_000, gt=0, description="updates between hard target copies")
     tau: float = Field(0.005, gt=0, le=1, description="Polyak rate per update")
+    replay_device: Literal["auto", "cpu"] = Field(
+        "auto", description="where replay lives: auto = the training device; cpu = host RAM, batches copied over")
 
 
 class QModelConfig(ModelSwitches):
@@ -76,77 +75,31 @@ def td_targets(online: torch.nn.Module, target: torch.nn.Module, next_obs: torch
 
 @AGENTS.register("dqn", help="DQN with Double, dueling, n-step, prioritized replay switches")
 @TASKS.register("dqn", help="Deep Q-learning on a Gymnasium env with discrete actions")
-class DQN(Task):
+class DQN(ValueAgent):
     Config = DQNConfig
-    best_metric = "eval/mean_return"
 
     def __init__(self, config: DQNConfig, device: torch.device, run_dir: Any, dist: Any) -> None:
         super().__init__(config, device, run_dir, dist)
-        self.cfg = config.agent
-        env_cfg = config.env
-        self.envs = make_vec_env(env_cfg.id, env_cfg.num_envs, **env_cfg.kwargs)
-        action_space = self.envs.single_action_space
-        if not hasattr(action_space, "n"):
-            raise LabError(f"env '{env_cfg.id}' has {type(action_space).__name__} actions; DQN needs Discrete ones")
-        obs_space = self.envs.single_observation_space
-        self.n_actions = int(action_space.n)
-
-        torso = build_torso(config.model, obs_space.shape, obs_space.dtype)
-        self.model = QNetwork(torso, self.n_actions, config.model.dueling, config.model.head_hidden).to(device)
+        obs_space = self.runner.envs.single_observation_space
         self.target = copy.deepcopy(self.model).requires_grad_(False)
         obs_dtype = torch.uint8 if obs_space.dtype == np.uint8 else torch.float32
-        self.buffer = ReplayBuffer(self.cfg.buffer_size, env_cfg.num_envs, obs_space.shape, obs_dtype, device,
-                                   n_step=self.cfg.n_step, gamma=self.cfg.gamma, prioritized=self.cfg.prioritized,
-                                   alpha=self.cfg.priority_alpha)
-        self.generator = torch.Generator(device=device).manual_seed(config.seed)
-        self.evaluator = EpisodeEvaluator(env_cfg.id, env_cfg.kwargs)
-
-        obs, _ = self.envs.reset(seed=config.seed)
-        self.obs = self._to_device(obs)
-        self.autoreset = np.zeros(env_cfg.num_envs, dtype=bool)  # envs whose next step is Gymnasium's reset step
-        self.episode_return = np.zeros(env_cfg.num_envs)
-        self.episode_length = np.zeros(env_cfg.num_envs, dtype=np.int64)
-        self.env_steps = 0
+        # Atari stacks share 3 of 4 frames with their neighbours: store each frame once (8× less memory).
+        buffer_class = FrameReplayBuffer if is_atari(config.env.id) else ReplayBuffer
+        replay_device = device if self.cfg.replay_device == "auto" else torch.device("cpu")
+        self.buffer = buffer_class(self.cfg.buffer_size, config.env.num_envs, obs_space.shape, obs_dtype,
+                                   replay_device, n_step=self.cfg.n_step, gamma=self.cfg.gamma,
+                                   prioritized=self.cfg.prioritized, alpha=self.cfg.priority_alpha)
+        self.replay_generator = self.generator if replay_device == device else \
+            torch.Generator(device=replay_device).manual_seed(config.seed + 1)
         self.updates_due = 0
-
-    def _to_device(self, array: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(array, device=self.device)
-
-    def epsilon(self) -> float:
-        return epsilon_at(self.env_steps, self.config.trainer.max_steps, self.cfg)
-
-    # --- acting -----------------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def act(self, obs: torch.Tensor, epsilon: float) -> torch.Tensor:
-        greedy = self.model(obs).argmax(dim=1)
-        if epsilon <= 0:
-            return greedy
-        n = obs.shape[0]
-        explore = torch.rand(n, generator=self.generator, device=self.device) < epsilon
-        random_actions = torch.randint(self.n_actions, (n,), generator=self.generator, device=self.device)
-        return torch.where(explore, random_actions, greedy)
 
     def collect(self) -> tuple[int, dict[str, float]]:
         """One step of every env into the replay buffer."""
-        actions = self.act(self.obs, self.epsilon())
-        next_obs, rewards, terminated, truncated, _ = self.envs.step(actions.cpu().numpy())
-        valid = ~self.autoreset  # an autoreset step only maps the final obs to a reset obs: no transition
-        next_obs_t = self._to_device(next_obs)
-        self.buffer.add(self.obs, actions, self._to_device(rewards.astype(np.float32)), next_obs_t,
-                        self._to_device(terminated), self._to_device(truncated), self._to_device(valid))
-        self.obs = next_obs_t
-        self.episode_return += rewards * valid
-        self.episode_length += valid
-        done = (terminated | truncated) & valid
-        metrics: dict[str, float] = {"epsilon": self.epsilon()}
-        if done.any():
-            metrics["episode_return"] = float(self.episode_return[done].mean())
-            metrics["episode_length"] = float(self.episode_length[done].mean())
-            self.episode_return[done] = 0.0
-            self.episode_length[done] = 0
-        self.autoreset = terminated | truncated
-        self.env_steps += self.envs.num_envs
-        return self.envs.num_envs, metrics
+        epsilon = self.epsilon()
+        step, metrics = self.runner.step(self.act(self.runner.obs, epsilon))
+        self.buffer.add(step.obs, step.actions, step.rewards, step.next_obs, step.terminal, step.truncated,
+                        step.valid)
+        return self.runner.num_envs, {"epsilon": epsilon, **metrics}
 
     # --- learning ---------------------------------------------------------------------------------------------
     def train_step(self) -> StepOutput:
@@ -166,7 +119,9 @@ class DQN(Task):
     def td_loss(self) -> tuple[torch.Tensor, torch.Tensor]:
         beta = self.cfg.priority_beta + (1 - self.cfg.priority_beta) * min(
             1.0, self.env_steps / self.config.trainer.max_steps)
-        batch = self.buffer.sample(self.cfg.batch_size, self.generator, beta)
+        batch = self.buffer.sample(self.cfg.batch_size, self.replay_generator, beta)
+        if self.buffer.device != self.device:  # host-resident replay: one pinned, asynchronous copy per batch
+            batch = batch.to(self.device)
         n = len(batch.obs)
         online_next_q = None
         if self.cfg.double:  # one forward over s and s′ together: Double DQN's argmax comes almost for free
@@ -194,53 +149,20 @@ class DQN(Task):
         elif updates % self.cfg.target_update_interval == 0:
             self.target.load_state_dict(self.model.state_dict())
 
-    # --- evaluation -------------------------------------------------------------------------------------------
-    def greedy_policy(self, obs: np.ndarray) -> np.ndarray:
-        return self.act(self._to_device(obs), epsilon=0.0).cpu().numpy()
-
-    def evaluate(self, episodes: int | None = None) -> dict[str, float]:
-        episodes = episodes or self.config.trainer.eval_episodes
-        return self.evaluator(self.greedy_policy, episodes, self.config.seed)
-
-    def log_media(self, tracker: Any, step: int) -> None:
-        frames = self.config.tracking.video_frames
-        # Rendering and encoding cost about an episode: only for the final evaluation, and only if W&B is on.
-        if frames and self.evaluation_is_final and tracker.wandb_run is not None:
-            from envs.play.recording import record_episode
-
-            tracker.log_video("eval/video", record_episode(self, max_frames=frames), step, fps=30)
-
     # --- state ------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
             "target": self.target.state_dict(),
             "buffer": self.buffer.state_dict(),
-            "generator": self.generator.get_state(),
-            "obs": self.obs, "autoreset": self.autoreset,
-            "episode_return": self.episode_return, "episode_length": self.episode_length,
-            "env_steps": self.env_steps, "updates_due": self.updates_due,
-            "envs": env_state(self.envs) if is_snapshotable(self.envs) else None,
+            "generator": self.generator.get_state(), "replay_generator": self.replay_generator.get_state(),
+            "runner": self.runner.state_dict(), "updates_due": self.updates_due,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.target.load_state_dict(state["target"])
         self.buffer.load_state_dict(state["buffer"])
         self.generator.set_state(state["generator"])
-        self.env_steps, self.updates_due = state["env_steps"], state["updates_due"]
-        self.episode_return = state["episode_return"].copy()
-        self.episode_length = state["episode_length"].copy()
-        if state["envs"] is not None and is_snapshotable(self.envs):
-            restore_env_state(self.envs, state["envs"])
-            self.obs = state["obs"].to(self.device)
-            self.autoreset = state["autoreset"].copy()
-        else:  # native-engine envs cannot be restored mid-episode: start fresh episodes
-            obs, _ = self.envs.reset(seed=self.config.seed + self.env_steps)
-            self.obs = self._to_device(obs)
-            self.autoreset[:] = False
-            self.buffer.episode_end[(self.buffer.row - 1) % self.buffer.rows] = True  # n-step must not run on
-            self.episode_return[:] = 0.0
-            self.episode_length[:] = 0
-
-    def close(self) -> None:
-        self.envs.close()
-        self.evaluator.close()
+        self.replay_generator.set_state(state["replay_generator"])
+        self.updates_due = state["updates_due"]
+        if not self.runner.load_state_dict(state["runner"]):  # fresh episodes: nothing may run across the restart
+            self.buffer.mark_discontinuity()

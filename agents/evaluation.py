@@ -1,5 +1,7 @@
 """The evaluation protocol shared by every agent and by the benchmarks' peers: greedy policy, a separate set
-of eval envs with fixed seeds, N full episodes played side by side with one batched forward per step."""
+of eval envs with fixed seeds, N full episodes played side by side with one batched forward per step.
+Atari games are evaluated in ale-py's vector env with the training preprocessing but without its training-only
+signals: full games, raw scores."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -8,6 +10,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from envs.atari import is_atari, make_atari_vec_env
 from envs.factory import make_env
 
 EVAL_SEED_OFFSET = 1_000_000  # eval episodes never share seeds with training envs
@@ -19,8 +22,11 @@ class EpisodeEvaluator:
     def __init__(self, env_id: str, env_kwargs: dict[str, Any] | None = None) -> None:
         self.env_id, self.env_kwargs = env_id, dict(env_kwargs or {})
         self.envs: list[gym.Env] = []
+        self.vector_env: gym.vector.VectorEnv | None = None
 
     def __call__(self, act: Callable[[np.ndarray], np.ndarray], episodes: int, seed: int) -> dict[str, float]:
+        if is_atari(self.env_id):
+            return self._play_vector(act, episodes, seed)
         while len(self.envs) < episodes:
             self.envs.append(make_env(self.env_id, **self.env_kwargs))
         envs = self.envs[:episodes]
@@ -36,10 +42,34 @@ class EpisodeEvaluator:
                 returns[i] += reward
                 lengths[i] += 1
                 active[i] = not (terminated or truncated)
-        return {"mean_return": float(returns.mean()), "std_return": float(returns.std()),
-                "episodes": episodes, "mean_length": float(lengths.mean())}
+        return summarize(returns, lengths)
+
+    def _play_vector(self, act: Callable[[np.ndarray], np.ndarray], episodes: int, seed: int) -> dict[str, float]:
+        if self.vector_env is None or self.vector_env.num_envs != episodes:
+            if self.vector_env is not None:
+                self.vector_env.close()
+            kwargs = {**self.env_kwargs, "episodic_life": False, "clip_rewards": False}
+            self.vector_env = make_atari_vec_env(self.env_id, episodes, **kwargs)
+        obs, _ = self.vector_env.reset(seed=seed + EVAL_SEED_OFFSET)
+        returns = np.zeros(episodes)
+        lengths = np.zeros(episodes, dtype=np.int64)
+        active = np.ones(episodes, dtype=bool)
+        while active.any():  # finished games keep stepping (one batched call for all); their steps are not counted
+            obs, rewards, terminated, truncated, _ = self.vector_env.step(act(obs))
+            returns += rewards * active
+            lengths += active
+            active &= ~(terminated | truncated)
+        return summarize(returns, lengths)
 
     def close(self) -> None:
         for env in self.envs:
             env.close()
         self.envs = []
+        if self.vector_env is not None:
+            self.vector_env.close()
+            self.vector_env = None
+
+
+def summarize(returns: np.ndarray, lengths: np.ndarray) -> dict[str, float]:
+    return {"mean_return": float(returns.mean()), "std_return": float(returns.std()),
+            "episodes": len(returns), "mean_length": float(lengths.mean())}

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import torch
 from pydantic import Field
 
 from lab.config import Section
@@ -22,3 +23,14 @@ def epsilon_at(step: int, max_steps: int, cfg: EpsilonConfig) -> float:
         return cfg.epsilon_end + (cfg.epsilon_start - cfg.epsilon_end) * math.exp(-step / cfg.epsilon_decay_steps)
     progress = min(1.0, step / (cfg.exploration_fraction * max_steps))
     return cfg.epsilon_start + progress * (cfg.epsilon_end - cfg.epsilon_start)
+
+
+def epsilon_greedy(q_values: torch.Tensor, epsilon: float, generator: torch.Generator) -> torch.Tensor:
+    """argmax_a Q(s, a) per row, replaced by a uniform random action with probability ε (all on Q's device)."""
+    greedy = q_values.argmax(dim=1)
+    if epsilon <= 0:
+        return greedy
+    n, n_actions = q_values.shape
+    explore = torch.rand(n, generator=generator, device=q_values.device) < epsilon
+    random_actions = torch.randint(n_actions, (n,), generator=generator, device=q_values.device)
+    return torch.where(explore, random_actions, greedy)

@@ -4,10 +4,14 @@ over the batch.
 Transitions are stored time-major, one column per vector env: slot (t, e) holds the step env e took at
 time t. N-step returns are assembled at sampling time by walking forward along a column until the episode
 ends or the newest written step is reached, so partial returns near the end stay correct.
+
+`ReplayBuffer` stores every observation and next observation whole. `FrameReplayBuffer` is for stacked frames
+(Atari): consecutive stacks share all but one frame, so it stores each frame once and rebuilds stacks when
+sampling, 8× less memory than obs + next_obs.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -58,21 +62,30 @@ class Batch:
     returns: torch.Tensor  # n-step discounted reward sum
     next_obs: torch.Tensor  # observation after the last summed step (bootstrap state)
     bootstrap: torch.Tensor  # γ^m where the episode continues after m steps, 0 where it terminated
-    weights: torch.Tensor  # importance-sampling weights (ones for uniform replay)
+    weights: torch.Tensor  # importance-sampling weights (ones for uniform replay; 0 for a pick to ignore)
     index: torch.Tensor  # flat slot index, for priority updates
 
+    def to(self, device: torch.device) -> Batch:
+        """The batch on `device`; from host to GPU through pinned memory, so the copies run asynchronously."""
+        pin = device.type == "cuda" and self.obs.device.type == "cpu"
+        return Batch(**{f.name: (getattr(self, f.name).pin_memory() if pin else getattr(self, f.name))
+                        .to(device, non_blocking=pin) for f in fields(self)})
 
-class ReplayBuffer:
-    def __init__(self, capacity: int, num_envs: int, obs_shape: tuple[int, ...], obs_dtype: torch.dtype,
-                 device: torch.device, n_step: int = 1, gamma: float = 0.99, prioritized: bool = False,
-                 alpha: float = 0.6, priority_eps: float = 1e-6) -> None:
-        self.rows = max(capacity // num_envs, n_step + 1)
-        self.num_envs, self.device = num_envs, device
+
+class _ColumnReplay:
+    """What both buffers share: per-step metadata, the n-step walk, uniform and prioritized slot choice.
+
+    Subclasses store observations and rebuild them in `_observations`; `_sampleable` says which slots may be
+    drawn (valid transitions, minus whatever a subclass forbids)."""
+
+    _state_tensors: tuple[str, ...] = ("actions", "rewards", "terminated", "episode_end", "valid")
+
+    def __init__(self, rows: int, num_envs: int, device: torch.device, n_step: int, gamma: float,
+                 prioritized: bool, alpha: float, priority_eps: float, action_dtype: torch.dtype) -> None:
+        self.rows, self.num_envs, self.device = rows, num_envs, device
         self.n_step, self.gamma = n_step, gamma
-        shape = (self.rows, num_envs)
-        self.obs = torch.zeros(shape + obs_shape, dtype=obs_dtype, device=device)
-        self.next_obs = torch.zeros_like(self.obs)
-        self.actions = torch.zeros(shape, dtype=torch.long, device=device)
+        shape = (rows, num_envs)
+        self.actions = torch.zeros(shape, dtype=action_dtype, device=device)
         self.rewards = torch.zeros(shape, dtype=torch.float32, device=device)
         self.terminated = torch.zeros(shape, dtype=torch.bool, device=device)
         self.episode_end = torch.zeros(shape, dtype=torch.bool, device=device)  # terminated or truncated
@@ -80,7 +93,7 @@ class ReplayBuffer:
         self.row = 0  # next row to write
         self.full = False
         self.prioritized, self.alpha, self.priority_eps = prioritized, alpha, priority_eps
-        self.tree = SumTree(self.rows * num_envs, device) if prioritized else None
+        self.tree = SumTree(rows * num_envs, device) if prioritized else None
         self.max_priority = torch.tensor(1.0, dtype=torch.float64, device=device)  # new samples get it
 
     def __len__(self) -> int:
@@ -90,27 +103,22 @@ class ReplayBuffer:
     def add(self, obs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, next_obs: torch.Tensor,
             terminated: torch.Tensor, truncated: torch.Tensor, valid: torch.Tensor) -> None:
         """One row: a step of every env. `valid` is False for Gymnasium's autoreset steps, which are no transition."""
-        r = self.row
-        self.obs[r], self.next_obs[r], self.actions[r] = obs, next_obs, actions
-        self.rewards[r], self.terminated[r] = rewards, terminated
-        self.episode_end[r] = terminated | truncated
-        self.valid[r] = valid
-        if self.tree is not None:
-            index = r * self.num_envs + torch.arange(self.num_envs, device=self.device)
-            self.tree.update(index, valid.double() * self.max_priority ** self.alpha)
-        self.row = (r + 1) % self.rows
-        self.full = self.full or self.row == 0
+        self._store_obs(self.row, obs, next_obs, valid)
+        self._write_row(actions, rewards, terminated, terminated | truncated, valid)
+
+    def mark_discontinuity(self) -> None:
+        """The envs were reset outside the stream (a resume): nothing may run on from the newest row."""
+        self.episode_end[(self.row - 1) % self.rows] = True
 
     def sample(self, batch_size: int, generator: torch.Generator, beta: float = 0.4) -> Batch:
         if self.tree is None:
-            # Uniform over valid slots by rejection: draw twice as many written slots as needed and keep the valid
-            # ones (autoreset slots are rare); an O(capacity) multinomial only if too few survive.
+            # Uniform by rejection with a fixed shape and no host sync: draw 2·B written slots, move the
+            # sampleable ones to the front (stable, so the draw order is kept) and take B. Only when fewer than
+            # B of the 2·B are sampleable (a nearly empty buffer) does a pick remain that must not count: weight 0.
             candidates = torch.randint(len(self), (2 * batch_size,), generator=generator, device=self.device)
-            flat = candidates[self.valid.flatten()[candidates]][:batch_size]
-            if len(flat) < batch_size:
-                flat = torch.multinomial(self.valid.flatten().float(), batch_size, replacement=True,
-                                         generator=generator)
-            weights = torch.ones(batch_size, device=self.device)
+            ok = self._sampleable(candidates)
+            order = torch.argsort((~ok).to(torch.int8), stable=True)[:batch_size]
+            flat, weights = candidates[order], ok[order].float()
         else:
             # Stratified: one draw from each of batch_size equal slices of the total priority mass.
             total = self.tree.total
@@ -120,10 +128,17 @@ class ReplayBuffer:
             probs = self.tree.leaves()[flat] / total
             weights = (len(self) * probs).pow(-beta)
             weights = (weights / weights.max()).float()
+        return self._batch_at(flat, weights)
+
+    def _batch_at(self, flat: torch.Tensor, weights: torch.Tensor | None = None) -> Batch:
+        """The transitions at flat slot indices (row · num_envs + env), whether sampleable or not."""
         row, env = flat // self.num_envs, flat % self.num_envs
         returns, last_row, bootstrap = self._n_step(row, env)
-        return Batch(obs=self.obs[row, env], actions=self.actions[row, env], returns=returns,
-                     next_obs=self.next_obs[last_row, env], bootstrap=bootstrap, weights=weights, index=flat)
+        obs, next_obs = self._observations(row, env, last_row)
+        if weights is None:
+            weights = torch.ones(flat.shape, device=self.device)
+        return Batch(obs=obs, actions=self.actions[row, env].long(), returns=returns, next_obs=next_obs,
+                     bootstrap=bootstrap, weights=weights, index=flat)
 
     def _n_step(self, row: torch.Tensor, env: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Discounted sum of up to n rewards from (row, env), stopping at an episode end or the newest row."""
@@ -142,22 +157,154 @@ class ReplayBuffer:
         return returns, last_row, torch.where(terminated, torch.zeros_like(discount), discount)
 
     def update_priorities(self, index: torch.Tensor, td_error: torch.Tensor) -> None:
+        index, td_error = index.to(self.device), td_error.to(self.device)  # the batch may have moved to the GPU
         priority = (td_error.detach().abs().double() + self.priority_eps)
         self.max_priority = torch.maximum(self.max_priority, priority.max())
-        self.tree.update(index, priority.pow(self.alpha) * self.valid.flatten()[index].double())
+        self.tree.update(index, priority.pow(self.alpha) * self._sampleable(index).double())
 
     def state_dict(self) -> dict[str, Any]:
-        state = {name: getattr(self, name) for name in
-                 ("obs", "next_obs", "actions", "rewards", "terminated", "episode_end", "valid")}
+        state = {name: getattr(self, name) for name in self._state_tensors}
         state.update(row=self.row, full=self.full, max_priority=self.max_priority)
         if self.tree is not None:
             state["tree"] = self.tree.nodes
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name in ("obs", "next_obs", "actions", "rewards", "terminated", "episode_end", "valid"):
+        for name in self._state_tensors:
             getattr(self, name).copy_(state[name])
         self.row, self.full = state["row"], state["full"]
         self.max_priority.copy_(state["max_priority"])
         if self.tree is not None:
             self.tree.nodes.copy_(state["tree"])
+
+    def _write_row(self, actions: torch.Tensor, rewards: torch.Tensor, terminated: torch.Tensor,
+                   episode_end: torch.Tensor, valid: torch.Tensor) -> None:
+        """The head row's step fields; then the head moves on."""
+        r = self.row
+        self.actions[r], self.rewards[r], self.terminated[r] = actions, rewards, terminated
+        self.episode_end[r], self.valid[r] = episode_end, valid
+        if self.tree is not None:
+            self.tree.update(self._row_slots(r), valid.to(self.device).double() * self.max_priority ** self.alpha)
+        self.row = (r + 1) % self.rows
+        self.full = self.full or self.row == 0
+        self._advanced()
+
+    def _row_slots(self, row: int | torch.Tensor) -> torch.Tensor:
+        """Flat indices of every env's slot in `row` (an int, or a 1-D tensor of rows: row-major)."""
+        row = torch.as_tensor(row, device=self.device).reshape(-1, 1)
+        return (row * self.num_envs + torch.arange(self.num_envs, device=self.device)).flatten()
+
+    def _sampleable(self, flat: torch.Tensor) -> torch.Tensor:
+        return self.valid.flatten()[flat]
+
+    def _advanced(self) -> None:
+        """Called after a row was written and the head moved on."""
+
+    def _store_obs(self, row: int, obs: torch.Tensor, next_obs: torch.Tensor, valid: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def _observations(self, row: torch.Tensor, env: torch.Tensor,
+                      last_row: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+
+class ReplayBuffer(_ColumnReplay):
+    """Stores each slot's observation and next observation whole: any observation type."""
+
+    _state_tensors = ("obs", "next_obs") + _ColumnReplay._state_tensors
+
+    def __init__(self, capacity: int, num_envs: int, obs_shape: tuple[int, ...], obs_dtype: torch.dtype,
+                 device: torch.device, n_step: int = 1, gamma: float = 0.99, prioritized: bool = False,
+                 alpha: float = 0.6, priority_eps: float = 1e-6) -> None:
+        super().__init__(max(capacity // num_envs, n_step + 1), num_envs, device, n_step, gamma, prioritized,
+                         alpha, priority_eps, action_dtype=torch.long)
+        self.obs = torch.zeros((self.rows, num_envs) + tuple(obs_shape), dtype=obs_dtype, device=device)
+        self.next_obs = torch.zeros_like(self.obs)
+
+    def _store_obs(self, row: int, obs: torch.Tensor, next_obs: torch.Tensor, valid: torch.Tensor) -> None:
+        self.obs[row], self.next_obs[row] = obs, next_obs
+
+    def _observations(self, row: torch.Tensor, env: torch.Tensor,
+                      last_row: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.obs[row, env], self.next_obs[last_row, env]
+
+
+class FrameReplayBuffer(_ColumnReplay):
+    """Stacked-frame observations (stack, H, W), newest frame last, stored one frame per step.
+
+    Along an env's column the observations form one continuous sequence (Gymnasium's autoreset step maps the
+    final obs to the next episode's reset obs), so the next obs of row r is the obs of row r + 1: `frames[r]`
+    holds the newest frame of the obs at row r and stacks are rebuilt from the rows before it. An episode's first
+    obs (a reset) has its older slots zero-padded, [0, …, 0, f₀]; `first[r]` marks such rows and rebuilding
+    stops there.
+
+    `add` at row r also writes frames[r + 1] (its next obs), so once full the head row (the next to write) holds
+    the newest frame instead of its own transition's obs, and the `stack` − 1 rows after it would rebuild their
+    stacks across it: those `stack` rows are never sampled.
+    """
+
+    _state_tensors = ("frames", "first") + _ColumnReplay._state_tensors
+
+    def __init__(self, capacity: int, num_envs: int, obs_shape: tuple[int, ...], obs_dtype: torch.dtype,
+                 device: torch.device, n_step: int = 1, gamma: float = 0.99, prioritized: bool = False,
+                 alpha: float = 0.6, priority_eps: float = 1e-6) -> None:
+        self.stack = obs_shape[0]
+        # int16 actions: 1 M slots cost 2 MB instead of 8 MB as longs; cast back when sampling.
+        super().__init__(max(capacity // num_envs, n_step + self.stack), num_envs, device, n_step, gamma,
+                         prioritized, alpha, priority_eps, action_dtype=torch.int16)
+        self.frames = torch.zeros((self.rows, num_envs) + tuple(obs_shape[1:]), dtype=obs_dtype, device=device)
+        self.first = torch.zeros((self.rows, num_envs), dtype=torch.bool, device=device)
+        self.first[0] = True  # the buffer's first obs has no history
+
+    def mark_discontinuity(self) -> None:
+        """The envs were reset outside the stream (a resume): n-step walks stop at the newest row, and the next
+        obs stored starts fresh stacks.
+
+        The head row holds the frame of the newest row's next obs, which the restart's first obs would overwrite:
+        it is closed the way an autoreset step closes an episode, as a row with no transition, and the restart
+        goes on from the row after it."""
+        if len(self) == 0:  # nothing stored yet: the next obs starts the buffer, `first` already
+            return
+        super().mark_discontinuity()
+        none = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
+        self._write_row(none, none, none, none, none)
+        self.first[self.row] = True
+
+    def _store_obs(self, row: int, obs: torch.Tensor, next_obs: torch.Tensor, valid: torch.Tensor) -> None:
+        following = (row + 1) % self.rows
+        self.frames[row] = obs[:, -1]
+        self.frames[following] = next_obs[:, -1]  # rewritten with the same frame by the next add
+        self.first[following] = ~valid  # after an autoreset step comes a reset obs
+
+    def _forbidden(self, row: torch.Tensor) -> torch.Tensor:
+        """Rows whose obs is the head's overwritten frame or whose stack reaches back to it (once full)."""
+        if not self.full:  # unwritten rows are invalid anyway, and row 0 starts an episode
+            return torch.zeros(row.shape, dtype=torch.bool, device=self.device)
+        return (row - self.row) % self.rows < self.stack
+
+    def _sampleable(self, flat: torch.Tensor) -> torch.Tensor:
+        return self.valid.flatten()[flat] & ~self._forbidden(flat // self.num_envs)
+
+    def _advanced(self) -> None:
+        # The head moved: the rows now within `stack` of it must not be drawn by priority either.
+        if self.tree is not None and self.full:
+            near_head = (self.row + torch.arange(self.stack, device=self.device)) % self.rows
+            slots = self._row_slots(near_head)
+            self.tree.update(slots, torch.zeros(slots.shape, dtype=torch.float64, device=self.device))
+
+    def _stacks(self, row: torch.Tensor, env: torch.Tensor) -> torch.Tensor:
+        """The obs at (row, env): the last `stack` frames of the column, zero before the episode's first obs."""
+        back = torch.arange(self.stack - 1, -1, -1, device=self.device)  # oldest slot first
+        slots = ((row.unsqueeze(1) - back) % self.rows) * self.num_envs + env.unsqueeze(1)  # (B, stack), flat
+        first = self.first.flatten()[slots]
+        # A slot is kept unless a first obs lies in a newer slot: exclusive suffix count of `first`.
+        kept = first.flip(1).cumsum(1).flip(1) == first.long()
+        # index_select over whole frames and a multiply: ~10× faster on the CPU than 2-D indexing and masked_fill.
+        stacks = self.frames.flatten(0, 1).index_select(0, slots.flatten()).view(slots.shape + self.frames.shape[2:])
+        return stacks.mul_(kept[:, :, None, None])
+
+    def _observations(self, row: torch.Tensor, env: torch.Tensor,
+                      last_row: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # One gather for both: the next obs of the last summed step is the obs of the row after it.
+        obs, next_obs = self._stacks(torch.cat([row, (last_row + 1) % self.rows]), torch.cat([env, env])).chunk(2)
+        return obs, next_obs

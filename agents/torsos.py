@@ -33,5 +33,6 @@ def build_torso(model_cfg: Any, obs_shape: tuple[int, ...], obs_dtype: np.dtype)
     channels_last = len(obs_shape) == 3 and obs_shape[-1] in (1, 3, 4) and obs_shape[0] > 4
     in_chans = obs_shape[-1] if channels_last else obs_shape[0]
     size = tuple(obs_shape[:2]) if channels_last else tuple(obs_shape[1:])
-    encoder = vision.create_backbone(model_cfg.torso, in_chans=in_chans, num_classes=0, input_size=size)
+    options = {"layer_norm": True} if model_cfg.layer_norm else {}  # only encoders that offer it accept it
+    encoder = vision.create_backbone(model_cfg.torso, in_chans=in_chans, num_classes=0, input_size=size, **options)
     return PixelTorso(encoder, channels_last)

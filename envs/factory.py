@@ -6,15 +6,14 @@ from typing import Any
 import gymnasium as gym
 from pydantic import Field, field_validator
 
+from envs.atari import is_atari, make_atari_vec_env, register_atari
 from lab.config import Section
 from lab.errors import LabError, did_you_mean
 
 
 def check_env_id(env_id: str) -> None:
-    if env_id.startswith("ALE/"):
-        import ale_py
-
-        gym.register_envs(ale_py)
+    if is_atari(env_id):
+        register_atari()
     if env_id not in gym.registry:
         raise LabError(f"unknown environment '{env_id}'{did_you_mean(env_id, gym.registry)}")
 
@@ -25,9 +24,12 @@ def make_env(env_id: str, render_mode: str | None = None, **kwargs: Any) -> gym.
 
 
 def make_vec_env(env_id: str, num_envs: int, **kwargs: Any) -> gym.vector.VectorEnv:
-    """N copies in one process (Gymnasium 1.x next-step autoreset): cheap classic-control and toy-text envs
-    gain nothing from subprocesses on a small machine. `kwargs` are gym.make's (incl. max_episode_steps)."""
+    """N copies (Gymnasium 1.x next-step autoreset). Atari games run in ale-py's threaded native vector env
+    (`kwargs` are `envs.atari.make_atari_vec_env`'s); anything else in one process, since cheap
+    classic-control and toy-text envs gain nothing from subprocesses (`kwargs` are gym.make's)."""
     check_env_id(env_id)
+    if is_atari(env_id):
+        return make_atari_vec_env(env_id, num_envs, **kwargs)
     return gym.vector.SyncVectorEnv([lambda: gym.make(env_id, **kwargs) for _ in range(num_envs)])
 
 

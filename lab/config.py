@@ -40,7 +40,7 @@ class TrackingConfig(Section):
 
 
 class OptimConfig(Section):
-    name: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
+    name: Literal["adam", "adamw", "radam", "sgd", "rmsprop"] = "adam"
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     momentum: float = Field(0.0, ge=0, lt=1)

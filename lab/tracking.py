@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ class Tracker:
                  enabled: bool = True) -> None:
         self.run_dir = run_dir
         self.enabled = enabled
+        self.started = time.monotonic()
         self.wandb_run = None
         if not enabled:
             return
@@ -34,7 +36,9 @@ class Tracker:
     def log(self, metrics: dict[str, float], step: int) -> None:
         if not self.enabled:
             return
-        self._metrics.write(json.dumps({"step": step, **metrics}) + "\n")
+        # Seconds since the tracker started: benchmarks plot score against time, not only against steps.
+        record = {"step": step, "time/elapsed": round(time.monotonic() - self.started, 3), **metrics}
+        self._metrics.write(json.dumps(record) + "\n")
         self._metrics.flush()
         if self.wandb_run is not None:
             self.wandb_run.log(metrics, step=step)

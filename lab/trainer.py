@@ -52,6 +52,8 @@ def build_optimizer(groups: list[dict[str, Any]], cfg: OptimConfig) -> torch.opt
         optimizer = torch.optim.Adam if cfg.name == "adam" else torch.optim.AdamW
         # One fused kernel per step instead of a handful of ops per tensor: most of the step cost for small nets.
         return optimizer(groups, betas=cfg.betas, eps=cfg.eps, fused=True, **common)
+    if cfg.name == "radam":  # Adam with a variance-rectified warm-up (Liu et al. 2020), as PQN trains with
+        return torch.optim.RAdam(groups, betas=cfg.betas, eps=cfg.eps, **common)
     if cfg.name == "rmsprop":
         return torch.optim.RMSprop(groups, alpha=cfg.alpha, eps=cfg.eps, momentum=cfg.momentum, **common)
     return torch.optim.SGD(groups, momentum=cfg.momentum, nesterov=cfg.nesterov, **common)

@@ -32,7 +32,7 @@ def test_config_names_resolve_with_or_without_suffix(tmp_path) -> None:
     ("agent.gama=0.9", "unknown key 'agent.gama' (did you mean 'gamma'?)"),
     ("trainer.max_steps=abc", "key 'trainer.max_steps' = 'abc'"),
     ("trainer.max_steps=-5", "key 'trainer.max_steps' = -5: Input should be greater than 0"),
-    ("optim.name=adma", "(did you mean 'adam' or 'adamw'?)"),
+    ("optim.name=adma", "(did you mean 'adam' or 'radam'?)"),
     ("device=gpu", "key 'device' = 'gpu'"),
     ("env.id=CartPol-v1", "unknown environment 'CartPol-v1' (did you mean 'CartPole-v1'"),
     ("seed.x=1", "'seed' is a value, not a section"),
@@ -46,8 +46,8 @@ def test_bad_values_name_the_key_and_the_fix(override: str, expected: str) -> No
 
 def test_unknown_task_and_unparsable_yaml(tmp_path) -> None:
     bad_task = tmp_path / "bad_task.yaml"
-    bad_task.write_text("task: dqnn\n")
-    assert "unknown task 'dqnn' (did you mean 'dqn'?)" in error_of(str(bad_task), [])
+    bad_task.write_text("task: dqm\n")
+    assert "unknown task 'dqm' (did you mean 'dqn'?)" in error_of(str(bad_task), [])
     broken = tmp_path / "broken.yaml"
     broken.write_text("task: dqn\nenv: [unclosed\n")
     message = error_of(str(broken), [])

@@ -13,7 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from agents.dqn import DQN, DQNAgentConfig, epsilon_at, td_targets
+from agents.dqn import DQN, DQNAgentConfig, td_targets
+from agents.exploration import epsilon_at
 from agents.networks import MLP, QNetwork
 from agents.replay import ReplayBuffer, SumTree
 from lab.config import load_config
@@ -327,7 +328,7 @@ def test_fresh_episodes_after_restore_cut_n_step_returns(tiny_dqn: list[str]) ->
         task.train_step()
     assert not task.buffer.episode_end[:5].any()
     state = task.state_dict()
-    state["envs"] = None  # what state_dict holds for envs backed by native engines (Box2D, ALE)
+    state["runner"]["envs"] = None  # what state_dict holds for envs backed by native engines (Box2D, ALE)
     task.close()
     resumed = make_task(overrides)
     resumed.load_state_dict(state)

@@ -122,7 +122,10 @@ def reject_maxout(act: ActSpec, model: str) -> None:
 
 
 class ConvNormAct(nn.Sequential):
-    """conv → batch norm (optional) → activation; the conv has no bias when batch norm follows."""
+    """conv → batch norm or layer norm (optional) → activation; the conv has no bias when a norm follows.
+
+    Layer norm here normalises each sample's whole C×H×W map (GroupNorm with one group): batch-independent, which
+    is what online RL wants (PQN relies on it in place of a target network)."""
 
     def __init__(
         self,
@@ -134,27 +137,35 @@ class ConvNormAct(nn.Sequential):
         groups: int = 1,
         batch_norm: bool = True,
         act: ActSpec | None = "relu",
+        layer_norm: bool = False,
     ) -> None:
         width = act_width(act) if act is not None else 1
         padding = kernel_size // 2 if padding is None else padding
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         layers["conv"] = nn.Conv2d(
-            in_chans, out_chans * width, kernel_size, stride, padding, groups=groups, bias=not batch_norm
+            in_chans, out_chans * width, kernel_size, stride, padding, groups=groups,
+            bias=not (batch_norm or layer_norm),
         )
         if batch_norm:
             layers["bn"] = nn.BatchNorm2d(out_chans * width)
+        if layer_norm:
+            layers["ln"] = nn.GroupNorm(1, out_chans * width)
         if act is not None:
             layers["act"] = make_act(act, out_chans)
         super().__init__(layers)
 
 
-def mlp(in_features: int, hidden: Sequence[int], act: ActSpec, drop_rate: float) -> nn.Sequential:
-    """Hidden fully connected layers, each dropout (when drop_rate > 0) → linear → activation."""
+def mlp(in_features: int, hidden: Sequence[int], act: ActSpec, drop_rate: float,
+        layer_norm: bool = False) -> nn.Sequential:
+    """Hidden fully connected layers, each dropout (when drop_rate > 0) → linear → layer norm (optional) →
+    activation."""
     layers: list[nn.Module] = []
     for width in hidden:
         if drop_rate > 0:
             layers.append(nn.Dropout(drop_rate))
         layers.append(nn.Linear(in_features, width * act_width(act)))
+        if layer_norm:
+            layers.append(nn.LayerNorm(width * act_width(act)))
         layers.append(make_act(act, width))
         in_features = width
     return nn.Sequential(*layers)
@@ -181,6 +192,7 @@ class ClassifierHead(nn.Module):
         hidden: Sequence[int] = (),
         act: ActSpec = "relu",
         drop_rate: float = 0.0,
+        layer_norm: bool = False,
     ) -> None:
         super().__init__()
         if pool not in GLOBAL_POOLS:
@@ -192,7 +204,7 @@ class ClassifierHead(nn.Module):
         self.global_pool = pools[pool]
         self.flatten = nn.Flatten(1)
         self.flat_features = flat_features if pool == "flatten" else in_channels
-        self.pre_logits = mlp(self.flat_features, hidden, act, drop_rate)
+        self.pre_logits = mlp(self.flat_features, hidden, act, drop_rate, layer_norm)
         self.features_dim = hidden[-1] if hidden else self.flat_features
         self.drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
         self.fc: nn.Module = nn.Identity()

@@ -5,6 +5,7 @@ import argparse
 import os
 from pathlib import Path
 
+from envs.atari import is_atari
 from lab.commands import Command, register_command
 from lab.errors import LabError, did_you_mean
 
@@ -83,11 +84,16 @@ def run(args: argparse.Namespace) -> int:
             task.close()
             raise LabError(f"'{run_dir}' is a {config.task} run; lab play needs an agent run (e.g. task: dqn)")
         env_id, kwargs = config.env.id, config.env.kwargs
+        if is_atari(env_id):
+            task.close()
+            raise LabError(f"'{run_dir}' is an Atari agent: it sees ale-py's preprocessed vector-env frames, which "
+                           f"the play window cannot show yet; score it with `lab eval {run_dir}`, or play "
+                           f"{env_id} yourself with --human")
         agent = QAgent(task.model, task.device)
         seed = config.seed + EVAL_SEED_OFFSET if args.seed is None else args.seed  # the episodes lab eval plays
         subtitle = f"{run_dir.name}   {checkpoint.name}"
     else:
-        if target.startswith("ALE/"):
+        if is_atari(target):
             from envs.factory import check_env_id
 
             check_env_id(target)  # registers the Atari envs

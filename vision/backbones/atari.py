@@ -35,18 +35,21 @@ class NatureCNN(Backbone):
         drop_rate: float = 0.0,
         hidden: int = 512,
         global_pool: str = "flatten",  # the paper's; "avg"/"max" accept any input size
+        layer_norm: bool = False,  # after every conv and the fc layer, as in PQN (Gallici et al. 2025)
     ) -> None:
         super().__init__(in_chans, input_size)
-        self.conv1 = ConvNormAct(in_chans, 32, 8, 4, padding=0, batch_norm=batch_norm, act=act)
-        self.conv2 = ConvNormAct(32, 64, 4, 2, padding=0, batch_norm=batch_norm, act=act)
-        self.conv3 = ConvNormAct(64, 64, 3, 1, padding=0, batch_norm=batch_norm, act=act)
+        norms = {"batch_norm": batch_norm, "layer_norm": layer_norm}
+        self.conv1 = ConvNormAct(in_chans, 32, 8, 4, padding=0, act=act, **norms)
+        self.conv2 = ConvNormAct(32, 64, 4, 2, padding=0, act=act, **norms)
+        self.conv3 = ConvNormAct(64, 64, 3, 1, padding=0, act=act, **norms)
         self.num_features = 64
         self.feature_info = [
             {"module": "conv1", "channels": 32, "stride": 4},
             {"module": "conv2", "channels": 64, "stride": 8},
             {"module": "conv3", "channels": 64, "stride": 8},
         ]
-        self.make_head(num_classes, global_pool, hidden=(hidden,), act=act, drop_rate=drop_rate)  # 64×7×7 → 512
+        self.make_head(num_classes, global_pool, hidden=(hidden,), act=act, drop_rate=drop_rate,
+                       layer_norm=layer_norm)  # 64×7×7 → 512
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = to_unit_float(x, self.conv1.conv.weight.dtype)

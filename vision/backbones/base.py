@@ -48,9 +48,11 @@ class Backbone(nn.Module):
         hidden: Sequence[int] = (),
         act: ActSpec = "relu",
         drop_rate: float = 0.0,
+        layer_norm: bool = False,
     ) -> None:
         flat = self.flat_features() if global_pool == "flatten" else None
-        self.head = ClassifierHead(self.num_features, num_classes, global_pool, flat, hidden, act, drop_rate)
+        self.head = ClassifierHead(self.num_features, num_classes, global_pool, flat, hidden, act, drop_rate,
+                                   layer_norm)
 
     @torch.no_grad()
     def flat_features(self) -> int:

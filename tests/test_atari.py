@@ -1,0 +1,131 @@
+"""Atari on ale-py's vector env: zero-padded reset stacks, no-op starts and FIRE reset, life loss as a learner-only
+terminal, evaluation on full games with raw scores, frame-deduplicated replay against real frames, and DQN and
+PQN running end to end on a CPU with tiny budgets."""
+import os
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+
+import numpy as np
+import pytest
+import torch
+
+from agents.evaluation import EpisodeEvaluator
+from agents.replay import FrameReplayBuffer, ReplayBuffer
+from envs.atari import atari_game, make_atari_vec_env
+from lab.config import load_config
+from lab.trainer import Trainer
+
+CPU = torch.device("cpu")
+
+
+def test_game_name_comes_from_the_registered_id() -> None:
+    assert atari_game("ALE/Pong-v5") == "pong"
+    assert atari_game("ALE/MontezumaRevenge-v5") == "montezuma_revenge"
+
+
+def test_reset_stack_is_zero_padded_and_steps_shift_it() -> None:
+    envs = make_atari_vec_env("ALE/Pong-v5", 2)
+    obs, _ = envs.reset(seed=0)
+    assert obs.shape == (2, 4, 84, 84) and obs.dtype == np.uint8
+    assert not obs[:, :3].any() and obs[:, 3].any()  # [0, 0, 0, f0]
+    following, *_ = envs.step(np.zeros(2, dtype=np.int64))
+    np.testing.assert_array_equal(following[:, :3], obs[:, 1:])
+    envs.close()
+
+
+def frame_numbers_after_resets(seeds: list[int], **kwargs) -> list[list[int]]:
+    envs = make_atari_vec_env("ALE/Breakout-v5", 4, episodic_life=False, clip_rewards=False, **kwargs)
+    numbers = [envs.reset(seed=seed)[1]["episode_frame_number"].tolist() for seed in seeds]
+    envs.close()
+    return numbers
+
+
+def test_fire_reset_and_noop_starts() -> None:
+    assert frame_numbers_after_resets([0], noop_max=0, use_fire_reset=False) == [[0] * 4]
+    assert frame_numbers_after_resets([0], noop_max=0) == [[1] * 4]  # FIRE pressed once to launch the game
+    first, again, other = frame_numbers_after_resets([0, 0, 1])  # up to 30 no-ops, each frame-skipped
+    assert len(set(first)) > 1 and max(first) <= 30 * 4 + 1
+    assert again == first and other != first  # seeded
+
+
+def test_a_lost_life_ends_bootstrapping_but_not_the_game() -> None:
+    envs = make_atari_vec_env("ALE/Breakout-v5", 2)
+    _, info = envs.reset(seed=0)
+    lives = info["lives"]
+    rng = np.random.default_rng(0)
+    life_losses = game_overs = 0
+    for _ in range(600):
+        obs, rewards, terminated, truncated, info = envs.step(rng.integers(4, size=2))
+        expected_loss = (info["lives"] < lives) & ~terminated & ~truncated
+        np.testing.assert_array_equal(info["life_lost"], expected_loss)
+        np.testing.assert_array_equal(rewards, np.sign(info["raw_reward"]))  # clipped for the learner only
+        for e in np.flatnonzero(info["life_lost"]):
+            assert obs[e, :3].any()  # the game goes on: no reset, the frame stack continues
+        for e in np.flatnonzero(terminated):
+            assert info["lives"][e] == 0  # only the last life ends an episode
+        life_losses += int(info["life_lost"].sum())
+        game_overs += int(terminated.sum())
+        lives = info["lives"]
+    envs.close()
+    assert life_losses >= 4 and game_overs >= 1  # random play loses lives every few dozen steps
+
+
+def test_evaluation_plays_full_games_with_raw_scores() -> None:
+    rng = np.random.default_rng(0)
+    evaluator = EpisodeEvaluator("ALE/Breakout-v5", {"episodic_life": True, "clip_rewards": True})
+    result = evaluator(lambda obs: rng.integers(4, size=len(obs)), episodes=3, seed=0)
+    evaluator.close()
+    # Random Breakout loses a life every 20–100 steps: a full five-life game lasts well beyond a first life.
+    assert result["episodes"] == 3 and result["mean_length"] > 120
+    assert result["mean_return"] >= 0
+
+
+def test_frame_replay_rebuilds_the_stacks_ale_returned() -> None:
+    """Real Pong frames with short episodes (truncated at 200 frames = 50 steps), autoreset steps and a buffer
+    that wraps around: every sampleable slot rebuilds exactly the obs and next obs the env returned."""
+    num_envs, steps = 2, 130
+    envs = make_atari_vec_env("ALE/Pong-v5", num_envs, max_num_frames_per_episode=200)
+    frames = FrameReplayBuffer(96 * num_envs, num_envs, (4, 84, 84), torch.uint8, CPU, n_step=3)
+    naive = ReplayBuffer(96 * num_envs, num_envs, (4, 84, 84), torch.uint8, CPU, n_step=3)
+    obs, _ = envs.reset(seed=0)
+    autoreset = np.zeros(num_envs, dtype=bool)
+    rng = np.random.default_rng(0)
+    for _ in range(steps):
+        actions = rng.integers(6, size=num_envs)
+        next_obs, rewards, terminated, truncated, info = envs.step(actions)
+        row = [torch.as_tensor(x) for x in (obs, actions, rewards.astype(np.float32), next_obs,
+                                            terminated | info["life_lost"], truncated, ~autoreset)]
+        frames.add(*row)
+        naive.add(*row)
+        obs, autoreset = next_obs, terminated | truncated
+    envs.close()
+    assert frames.full and naive.full and frames.row == naive.row
+    assert naive.episode_end.any() and (~naive.valid).any()  # episodes ended, autoreset steps were recorded
+    flat = torch.arange(len(frames))
+    sampleable = flat[frames._sampleable(flat)]
+    assert len(sampleable) > 0.9 * len(flat) - 4 * num_envs
+    mine, reference = frames._batch_at(sampleable), naive._batch_at(sampleable)
+    for name in ("obs", "next_obs", "actions", "returns", "bootstrap"):
+        assert torch.equal(getattr(mine, name), getattr(reference, name)), name
+
+
+TINY_ATARI = ["device=cpu", "tracking.mode=disabled", "trainer.progress=false", "env.num_envs=2",
+              "env.kwargs.max_num_frames_per_episode=400", "trainer.eval_episodes=1", "model.compile=false",
+              "model.bf16=false", "trainer.log_every=32"]
+
+
+@pytest.mark.parametrize("config, overrides", [
+    ("dqn/pong", ["agent.buffer_size=512", "agent.learning_starts=64", "agent.batch_size=8",
+                  "agent.train_frequency=4", "trainer.max_steps=160", "trainer.eval_every=160"]),
+    ("pqn/breakout", ["agent.rollout_steps=8", "agent.minibatches=2", "trainer.max_steps=64",
+                      "trainer.eval_every=64"]),
+])
+def test_atari_learners_run_end_to_end_on_a_cpu(config: str, overrides: list[str]) -> None:
+    trainer = Trainer(load_config(config, TINY_ATARI + overrides), None)
+    if config.startswith("dqn"):
+        assert isinstance(trainer.task.buffer, FrameReplayBuffer)
+    result = trainer.fit()
+    assert trainer.updates > 0 and result["step"] >= 64
+    assert np.isfinite(result["eval"]["eval/mean_return"])
+    assert result["eval"]["eval/mean_length"] == 100  # 400 frames / frame-skip 4: truncated full-game evaluation

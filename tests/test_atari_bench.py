@@ -1,0 +1,66 @@
+"""Smoke test of bench/atari_vs_sb3.py at a tiny CPU budget (the real numbers come from a GPU machine)."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+
+# Small enough for two CPU cores: 4 games, a tiny replay, no compile, one-game evaluations.
+TINY = ["env.num_envs=4", "model.compile=false", "model.bf16=false", "trainer.eval_every=1000",
+        "trainer.eval_episodes=1", "dqn:agent.buffer_size=2000", "dqn:agent.learning_starts=200",
+        "dqn:agent.batch_size=32", "pqn:agent.minibatches=4"]
+
+
+def load_bench():  # noqa: ANN201
+    from bench import atari_vs_sb3
+
+    return atari_vs_sb3
+
+
+def test_cpu_run_reports_throughput_ratios_and_curves(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bench = load_bench()
+    plot = tmp_path / "curve.png"
+    argv = ["--device", "cpu", "--seconds", "2", "--warmup-updates", "2", "--curve-minutes", "0.1",
+            "--plot", str(plot), "--json"]
+    argv += [arg for override in TINY for arg in ("--lab-override", override)]
+    assert bench.main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+
+    throughput = report["throughput"]
+    for side in ("sb3", "dqn", "pqn"):
+        assert throughput[side]["env_steps_per_s"] > 0 and throughput[side]["updates_per_s"] > 0
+        assert throughput[side]["window_s"] >= 2
+    assert throughput["dqn"]["num_envs"] == 4 and throughput["sb3"]["num_envs"] == 1
+    ratios = throughput["ratios"]
+    assert ratios["target"] == 25
+    for learner in ("dqn", "pqn"):
+        expected = throughput[learner]["env_steps_per_s"] / throughput["sb3"]["env_steps_per_s"]
+        assert ratios[learner]["ratio"] == pytest.approx(expected)
+        assert ratios[learner]["met"] == (expected >= 25)
+
+    for learner in ("dqn", "pqn"):
+        curve = report["curve"][learner]
+        assert curve["target"] == 18 and curve["evals"]  # at least the closing evaluation
+        assert curve["time_to_target_s"] is None  # seconds of play cannot win at Pong
+        walls = [e["wall_s"] for e in curve["evals"]]
+        assert walls == sorted(walls) and walls[-1] <= curve["wall_s"]
+        assert -21 <= curve["final_return"] <= 21
+    assert plot.stat().st_size > 0
+    assert {"machine", "date", "notes"} <= report.keys() and report["machine"]["ale_py"]
+
+
+def test_overrides_go_to_every_learner_or_to_the_one_named() -> None:
+    split = load_bench().split_overrides(["env.num_envs=4", "dqn:agent.buffer_size=2000", "pqn:agent.epochs=1"])
+    assert split == {"dqn": ["env.num_envs=4", "agent.buffer_size=2000"],
+                     "pqn": ["env.num_envs=4", "agent.epochs=1"]}
+
+
+@pytest.mark.parametrize("argv", [["--lab", "ppo"], ["--seconds", "0"], ["--curve-minutes", "-1"]])
+def test_bad_arguments_exit_with_a_usage_error(argv: list[str]) -> None:
+    with pytest.raises(SystemExit):
+        load_bench().parse_args(argv)
