@@ -84,6 +84,8 @@ class _ColumnReplay:
                  prioritized: bool, alpha: float, priority_eps: float, action_dtype: torch.dtype) -> None:
         self.rows, self.num_envs, self.device = rows, num_envs, device
         self.n_step, self.gamma = n_step, gamma
+        self._steps_ahead = torch.arange(n_step, device=device)
+        self._discounts = gamma ** torch.arange(n_step + 1, dtype=torch.float64, device=device).float()  # γ^k
         shape = (rows, num_envs)
         self.actions = torch.zeros(shape, dtype=action_dtype, device=device)
         self.rewards = torch.zeros(shape, dtype=torch.float32, device=device)
@@ -141,20 +143,19 @@ class _ColumnReplay:
                      bootstrap=bootstrap, weights=weights, index=flat)
 
     def _n_step(self, row: torch.Tensor, env: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Discounted sum of up to n rewards from (row, env), stopping at an episode end or the newest row."""
-        returns = torch.zeros(row.shape, dtype=torch.float32, device=self.device)
-        discount = torch.ones_like(returns)
-        alive = torch.ones(row.shape, dtype=torch.bool, device=self.device)
-        last_row = row.clone()
-        newest = (self.row - 1) % self.rows
-        for k in range(self.n_step):  # n is small; the batch dimension stays vectorised
-            r = (row + k) % self.rows
-            returns += alive * discount * self.rewards[r, env]
-            last_row = torch.where(alive, r, last_row)
-            discount = torch.where(alive, discount * self.gamma, discount)
-            alive = alive & ~self.episode_end[r, env] & (r != newest)
-        terminated = self.terminated[last_row, env]
-        return returns, last_row, torch.where(terminated, torch.zeros_like(discount), discount)
+        """Discounted sum of up to n rewards from (row, env), stopping at an episode end or the newest row.
+
+        All n steps are gathered at once as a (B, n) block: step k counts if no earlier step ended the walk."""
+        rows = (row.unsqueeze(1) + self._steps_ahead) % self.rows  # (B, n)
+        slots = rows * self.num_envs + env.unsqueeze(1)
+        ends = self.episode_end.view(-1)[slots] | (rows == (self.row - 1) % self.rows)
+        ended_before = ends.long().cumsum(1) - ends.long()
+        counted = ended_before == 0  # (B, n), a prefix of True
+        returns = (self.rewards.view(-1)[slots] * counted * self._discounts[:-1]).sum(1)
+        steps = counted.sum(1)  # ≥ 1: the first step always counts
+        last_row = rows.gather(1, (steps - 1).unsqueeze(1)).squeeze(1)
+        terminated = self.terminated.view(-1)[last_row * self.num_envs + env]
+        return returns, last_row, torch.where(terminated, 0.0, self._discounts[steps])
 
     def update_priorities(self, index: torch.Tensor, td_error: torch.Tensor) -> None:
         index, td_error = index.to(self.device), td_error.to(self.device)  # the batch may have moved to the GPU

@@ -13,6 +13,7 @@ import torch
 from agents.evaluation import EpisodeEvaluator
 from agents.replay import FrameReplayBuffer, ReplayBuffer
 from envs.atari import atari_game, make_atari_vec_env
+from lab.cli import main
 from lab.config import load_config
 from lab.trainer import Trainer
 
@@ -121,7 +122,7 @@ TINY_ATARI = ["device=cpu", "tracking.mode=disabled", "trainer.progress=false", 
     ("pqn/breakout", ["agent.rollout_steps=8", "agent.minibatches=2", "trainer.max_steps=64",
                       "trainer.eval_every=64"]),
 ])
-def test_atari_learners_run_end_to_end_on_a_cpu(config: str, overrides: list[str]) -> None:
+def test_atari_learners_run_end_to_end_on_a_cpu(config: str, overrides: list[str], tmp_path, capsys) -> None:
     trainer = Trainer(load_config(config, TINY_ATARI + overrides), None)
     if config.startswith("dqn"):
         assert isinstance(trainer.task.buffer, FrameReplayBuffer)
@@ -129,3 +130,15 @@ def test_atari_learners_run_end_to_end_on_a_cpu(config: str, overrides: list[str
     assert trainer.updates > 0 and result["step"] >= 64
     assert np.isfinite(result["eval"]["eval/mean_return"])
     assert result["eval"]["eval/mean_length"] == 100  # 400 frames / frame-skip 4: truncated full-game evaluation
+
+
+def test_atari_runs_evaluate_from_the_cli_and_the_play_window_declines_them(tmp_path, capsys) -> None:
+    run_dir = tmp_path / "pong"
+    overrides = TINY_ATARI + ["agent.rollout_steps=8", "agent.minibatches=2", "trainer.max_steps=32"]
+    assert main(["train", "pqn/pong", *overrides, "--run-dir", str(run_dir)]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--episodes", "2", "--json"]) == 0
+    assert '"episodes": 2' in capsys.readouterr().out
+    assert main(["play", str(run_dir), "--record", str(tmp_path / "pong.mp4")]) == 2
+    assert "is an Atari agent" in capsys.readouterr().err
+    assert not (tmp_path / "pong.mp4").exists()
