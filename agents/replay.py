@@ -149,8 +149,7 @@ class _ColumnReplay:
         rows = (row.unsqueeze(1) + self._steps_ahead) % self.rows  # (B, n)
         slots = rows * self.num_envs + env.unsqueeze(1)
         ends = self.episode_end.view(-1)[slots] | (rows == (self.row - 1) % self.rows)
-        ended_before = ends.long().cumsum(1) - ends.long()
-        counted = ended_before == 0  # (B, n), a prefix of True
+        counted = ends.cumsum(1) == ends  # (B, n): no end strictly before step k, a prefix of True
         returns = (self.rewards.view(-1)[slots] * counted * self._discounts[:-1]).sum(1)
         steps = counted.sum(1)  # ≥ 1: the first step always counts
         last_row = rows.gather(1, (steps - 1).unsqueeze(1)).squeeze(1)
