@@ -18,7 +18,9 @@ from agents.value_agent import ValueAgent
 from envs.atari import is_atari
 from envs.factory import EnvConfig
 from lab.config import ModelSwitches, RunConfig
+from lab.errors import LabError
 from lab.registry import AGENTS, TASKS
+from lab.seeding import restore_generator
 from lab.task import StepOutput
 
 
@@ -159,10 +161,13 @@ class DQN(ValueAgent):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "runner" not in state:
+            raise LabError("this DQN checkpoint predates the current state format (no env-runner state): "
+                           "it can be evaluated and watched, but not resumed; start a new run")
         self.target.load_state_dict(state["target"])
         self.buffer.load_state_dict(state["buffer"])
-        self.generator.set_state(state["generator"])
-        self.replay_generator.set_state(state["replay_generator"])
+        restore_generator(self.generator, state["generator"], "exploration")
+        restore_generator(self.replay_generator, state["replay_generator"], "replay sampling")
         self.updates_due = state["updates_due"]
         if not self.runner.load_state_dict(state["runner"]):  # fresh episodes: nothing may run across the restart
             self.buffer.mark_discontinuity()

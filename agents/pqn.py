@@ -22,6 +22,7 @@ from envs.factory import EnvConfig
 from lab.config import RunConfig
 from lab.errors import LabError
 from lab.registry import AGENTS, TASKS
+from lab.seeding import restore_generator
 from lab.task import StepOutput
 
 
@@ -114,7 +115,9 @@ class PQN(ValueAgent):
         steps, metrics = 0, {}
         if self.next_minibatch == self.updates_per_rollout:
             steps, metrics = self.runner.num_envs * self.cfg.rollout_steps, self.collect_rollout()
-        start = self.next_minibatch * self.minibatch_size
+        # Each epoch is one permutation; leftover samples (when minibatches do not divide it) sit that epoch out.
+        epoch, minibatch = divmod(self.next_minibatch, self.cfg.minibatches)
+        start = epoch * len(self.rollout["actions"]) + minibatch * self.minibatch_size
         index = self.order[start:start + self.minibatch_size]
         self.next_minibatch += 1
         q = self.model(self.rollout["obs"][index]).float()
@@ -134,7 +137,7 @@ class PQN(ValueAgent):
                 "rollout": dict(self.rollout), "order": self.order, "next_minibatch": self.next_minibatch}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
+        restore_generator(self.generator, state["generator"], "exploration")
         self.runner.load_state_dict(state["runner"])
         self.rollout = {name: value.to(self.device) for name, value in state["rollout"].items()}
         self.order = state["order"].to(self.device)

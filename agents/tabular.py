@@ -20,6 +20,7 @@ from envs.snapshot import env_state, restore_env_state
 from lab.config import ModelSwitches, OptimConfig, RunConfig
 from lab.errors import LabError
 from lab.registry import AGENTS, TASKS
+from lab.seeding import restore_generator
 from lab.task import StepOutput, Task
 
 
@@ -134,7 +135,7 @@ class TabularQ(Task):
                 "envs": env_state(self.envs)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
+        restore_generator(self.generator, state["generator"], "exploration")
         self.states, self.actions = state["states"].to(self.device), state["actions"].to(self.device)
         self.autoreset, self.episode_return = state["autoreset"].copy(), state["episode_return"].copy()
         self.env_steps = state["env_steps"]

@@ -11,10 +11,13 @@ sees `info["life_lost"]` and sign-clipped rewards.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
+from lab.errors import LabError, did_you_mean
 
 ATARI_DEFAULTS: dict[str, Any] = {
     "frameskip": 4,
@@ -56,12 +59,26 @@ def make_atari_vec_env(env_id: str, num_envs: int, episodic_life: bool = True, c
     off for evaluation."""
     from ale_py import AtariVectorEnv
 
+    check_atari_options(kwargs)
     options = {**ATARI_DEFAULTS, **kwargs}
     envs = AtariVectorEnv(atari_game(env_id), num_envs, num_threads=num_threads, episodic_life=False,
                           life_loss_info=False, reward_clipping=False, **options)
     if episodic_life or clip_rewards:
         envs = AtariTrainingSignals(envs, episodic_life, clip_rewards)
     return envs
+
+
+def check_atari_options(kwargs: dict[str, Any]) -> None:
+    """Unknown keys in `env.kwargs` become a one-line error naming the key, not a TypeError from ale-py."""
+    from ale_py import AtariVectorEnv
+
+    # ale-py's own training signals are replaced by the lab's (see the module docstring).
+    reserved = {"game", "num_envs", "episodic_life", "life_loss_info", "reward_clipping"}
+    accepted = [name for name in inspect.signature(AtariVectorEnv).parameters if name not in reserved]
+    for key in kwargs:
+        if key not in accepted:
+            raise LabError(f"env.kwargs.{key} is not an Atari option{did_you_mean(key, accepted)}; accepted: "
+                           f"{', '.join(sorted(accepted))} (and episodic_life, clip_rewards for training)")
 
 
 class AtariTrainingSignals(gym.vector.VectorWrapper):
@@ -82,9 +99,8 @@ class AtariTrainingSignals(gym.vector.VectorWrapper):
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         obs, rewards, terminated, truncated, info = self.env.step(actions)
         lives = info["lives"].astype(np.int64)
-        # An autoreset step starts a new game with more lives: only a decrease inside a running game counts.
-        info["life_lost"] = (lives < self.lives) & ~terminated & ~truncated if self.episodic_life \
-            else np.zeros_like(terminated)
+        # A decrease of lives that did not end the game (an autoreset step only ever raises them).
+        info["life_lost"] = (lives < self.lives) & ~terminated if self.episodic_life else np.zeros_like(terminated)
         self.lives = lives
         info["raw_reward"] = rewards
         if self.clip_rewards:

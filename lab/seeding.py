@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from lab.errors import LabError
+
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
     random.seed(seed)
@@ -43,3 +45,12 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def _numpy_legacy_state() -> dict[str, Any]:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     return {"kind": kind, "keys": keys, "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def restore_generator(generator: torch.Generator, state: torch.Tensor, name: str) -> None:
+    """`generator.set_state`, with a clear error where the checkpoint's state comes from another device type
+    (a CUDA generator's state does not fit a CPU one, and back)."""
+    if state.numel() != generator.get_state().numel():
+        raise LabError(f"the checkpoint's {name} random state was saved on another kind of device than "
+                       f"{generator.device.type}: resume with the device (and agent.replay_device) it was trained with")
+    generator.set_state(state)

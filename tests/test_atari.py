@@ -15,6 +15,7 @@ from agents.replay import FrameReplayBuffer, ReplayBuffer
 from envs.atari import atari_game, make_atari_vec_env
 from lab.cli import main
 from lab.config import load_config
+from lab.errors import LabError
 from lab.trainer import Trainer
 
 CPU = torch.device("cpu")
@@ -50,6 +51,15 @@ def test_fire_reset_and_noop_starts() -> None:
     assert again == first and other != first  # seeded
 
 
+def test_unknown_atari_options_are_a_one_line_error() -> None:
+    with pytest.raises(LabError, match=r"env.kwargs.max_episode_steps is not an Atari option"):
+        make_atari_vec_env("ALE/Pong-v5", 1, max_episode_steps=100)
+    with pytest.raises(LabError, match=r"did you mean 'noop_max'"):
+        make_atari_vec_env("ALE/Pong-v5", 1, noop_maxx=5)
+    with pytest.raises(LabError, match="reward_clipping is not an Atari option"):  # the lab's clip_rewards is
+        make_atari_vec_env("ALE/Pong-v5", 1, reward_clipping=True)
+
+
 def test_a_lost_life_ends_bootstrapping_but_not_the_game() -> None:
     envs = make_atari_vec_env("ALE/Breakout-v5", 2)
     _, info = envs.reset(seed=0)
@@ -58,7 +68,7 @@ def test_a_lost_life_ends_bootstrapping_but_not_the_game() -> None:
     life_losses = game_overs = 0
     for _ in range(600):
         obs, rewards, terminated, truncated, info = envs.step(rng.integers(4, size=2))
-        expected_loss = (info["lives"] < lives) & ~terminated & ~truncated
+        expected_loss = (info["lives"] < lives) & ~terminated
         np.testing.assert_array_equal(info["life_lost"], expected_loss)
         np.testing.assert_array_equal(rewards, np.sign(info["raw_reward"]))  # clipped for the learner only
         for e in np.flatnonzero(info["life_lost"]):

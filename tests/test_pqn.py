@@ -74,6 +74,24 @@ def test_autoreset_steps_carry_no_weight() -> None:
     assert not ((~valid[1:]) & (~valid[:-1])).any()
 
 
+def test_each_epoch_is_one_pass_over_the_rollout() -> None:
+    # 4 envs × 10 steps = 40 samples in 3 minibatches of 13: each epoch draws 39 distinct samples of one
+    # permutation, and the minibatches of different epochs never mix permutations.
+    task = make_pqn(TINY_PQN + ["agent.rollout_steps=10", "agent.minibatches=3", "agent.epochs=2"])
+    drawn = []
+    original_model = task.model
+    task.model = lambda obs: (drawn.append(obs), original_model(obs))[1]  # record each minibatch's observations
+    for _ in range(6):
+        task.train_step()
+    task.model = original_model
+    task.close()
+    minibatches = drawn[11:]  # the first 11 calls act during the rollout (10 steps + the bootstrap)
+    assert [len(m) for m in minibatches] == [13] * 6
+    for epoch in (minibatches[:3], minibatches[3:]):
+        rows = torch.cat(epoch)
+        assert len(torch.unique(rows, dim=0)) == 39
+
+
 def test_too_many_minibatches_is_a_clear_error() -> None:
     with pytest.raises(LabError, match="agent.minibatches"):
         make_pqn(TINY_PQN + ["agent.minibatches=100"])
@@ -92,3 +110,15 @@ def test_pqn_resume_mid_rollout_is_bitwise(tmp_path: Path) -> None:
     # update that collected the 7th rollout, with 3 of its updates still to come.
     interrupted_then_resumed("pqn/cartpole", TINY_PQN, tmp_path / "resumed", 224)
     assert_same_run(tmp_path / "unbroken", tmp_path / "resumed")
+
+
+def test_a_generator_state_from_another_device_type_is_a_clear_error() -> None:
+    from lab.seeding import restore_generator
+
+    cuda_like_state = torch.zeros(16, dtype=torch.uint8)  # a CUDA generator's state is 16 bytes, a CPU one's 5056
+    with pytest.raises(LabError, match="another kind of device than cpu"):
+        restore_generator(torch.Generator(), cuda_like_state, "exploration")
+    state = torch.Generator().manual_seed(3).get_state()
+    generator = torch.Generator()
+    restore_generator(generator, state, "exploration")
+    assert torch.equal(generator.get_state(), state)

@@ -16,6 +16,7 @@ from lab.config import ModelSwitches, RunConfig, Section
 from lab.data import EpochBatcher
 from lab.errors import LabError
 from lab.registry import TASKS
+from lab.seeding import restore_generator
 from lab.task import StepOutput, Task
 from vision import backbone_from_config
 from vision.augment import BatchAugment
@@ -193,7 +194,7 @@ class ImageClassification(Task):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.batcher.load_state_dict(state["batcher"])
-        self.augment_generator.set_state(state["augment_generator"])
+        restore_generator(self.augment_generator, state["augment_generator"], "augmentation")
 
 
 def plot_confusion(matrix: np.ndarray, class_names: list[str], path: Path) -> Path:
