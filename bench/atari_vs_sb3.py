@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from bench.cartpole_vs_sb3 import finite_or_none  # noqa: E402
 from bench.cartpole_vs_sb3 import machine as base_machine  # noqa: E402
 from lab.config import RunConfig, load_config  # noqa: E402
-from lab.trainer import Trainer  # noqa: E402
+from lab.trainer import Trainer, time_limit  # noqa: E402
 
 LEARNERS = ("dqn", "pqn")
 TARGET_RATIO = 25.0  # lab steps/s over SB3's, the issue's throughput target
@@ -199,10 +199,7 @@ def time_to_score(learner: str, game: str, minutes: float, device: str, override
         return metrics
     trainer.task.evaluate = recorded
 
-    def time_limit(t: Trainer) -> None:
-        if time.perf_counter() - launched >= minutes * 60:
-            t.early_stop_reason = f"--curve-minutes {minutes:g} reached"
-    trainer.callbacks.append(time_limit)
+    trainer.callbacks.append(time_limit(minutes * 60, f"--curve-minutes {minutes:g} reached", launched))
     result = trainer.fit()
     hit = next((e for e in evals if target is not None and e["mean_return"] >= target), None)
     return {"target": target, "time_to_target_s": hit["wall_s"] if hit else None,

@@ -15,7 +15,6 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable as a
 import nlp.text_classification  # noqa: E402,F401  (registers the task)
 from lab.config import load_config  # noqa: E402
 from lab.errors import LabError  # noqa: E402
-from lab.trainer import Trainer  # noqa: E402
+from lab.trainer import Trainer, time_limit  # noqa: E402
 from nlp.text_classification import classification_scores  # noqa: E402
 from nlp.text_data import load_text_splits  # noqa: E402
 
@@ -67,21 +66,10 @@ def tfidf_baseline(config_name: str) -> dict[str, Any]:
             "sizes": {name: len(texts[name]) for name in texts}, "classes": splits.class_names}
 
 
-def stop_after(seconds: float) -> Callable[[Trainer], None]:
-    """A Trainer callback that ends training normally (with the final evaluation) once `seconds` have passed."""
-    start = time.perf_counter()
-
-    def check(trainer: Trainer) -> None:
-        if time.perf_counter() - start >= seconds:
-            trainer.early_stop_reason = f"wall-clock budget of {seconds:g} s used"
-
-    return check
-
-
 def train_and_score(config_name: str, overrides: list[str], seconds: float) -> dict[str, Any]:
     config = load_config(config_name, overrides)
     trainer = Trainer(config, run_dir=None)  # data, tokenizer and model are built before the clock starts
-    trainer.callbacks.append(stop_after(seconds))
+    trainer.callbacks.append(time_limit(seconds, f"wall-clock budget of {seconds:g} s used"))
     started = time.perf_counter()
     result = trainer.fit()
     evaluation = result["eval"]

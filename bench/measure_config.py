@@ -13,7 +13,7 @@ import time
 import torch
 
 from lab.config import load_config
-from lab.trainer import Trainer
+from lab.trainer import Trainer, time_limit
 
 
 def measure(config_name: str, overrides: list[str], budget_seconds: float) -> dict:
@@ -26,10 +26,8 @@ def measure(config_name: str, overrides: list[str], budget_seconds: float) -> di
     def watch(t: Trainer) -> None:
         if t.last_eval_step == t.step and (not curve or curve[-1][0] != t.step):
             curve.append((t.step, t.last_eval.get("eval/mean_return"), round(time.perf_counter() - start, 1)))
-        if time.perf_counter() - start > budget_seconds and t.early_stop_reason is None:
-            t.early_stop_reason = f"time budget of {budget_seconds:g} s"
 
-    trainer.callbacks.append(watch)
+    trainer.callbacks += [watch, time_limit(budget_seconds, f"time budget of {budget_seconds:g} s", start)]
     result = trainer.fit()
     return {"config": config_name, "overrides": overrides, "step": result["step"], "final": result["eval"],
             "best": result["best"], "best_step": result["best_step"], "early_stop": result["early_stop"],

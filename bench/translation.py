@@ -192,24 +192,13 @@ def beam_throughput(args: argparse.Namespace, device: torch.device) -> dict[str,
 # --- (c): BLEU after equal wall-clock training ------------------------------------------------------------------
 
 
-def stop_after(seconds: float) -> Callable[[Any], None]:
-    """A Trainer callback that ends training (cleanly, with the final evaluation) once `seconds` have passed."""
-    start = time.perf_counter()
-
-    def check(trainer: Any) -> None:
-        if time.perf_counter() - start >= seconds:
-            trainer.early_stop_reason = f"wall-clock budget of {seconds:g} s used"
-
-    return check
-
-
 def train_for_budget(config_name: str, overrides: list[str], seconds: float) -> dict[str, Any]:
     from lab.config import load_config
-    from lab.trainer import Trainer
+    from lab.trainer import Trainer, time_limit
 
     config = load_config(config_name, overrides)
     trainer = Trainer(config, run_dir=None)  # builds the data, tokenizer and model before the clock starts
-    trainer.callbacks.append(stop_after(seconds))
+    trainer.callbacks.append(time_limit(seconds, f"wall-clock budget of {seconds:g} s used"))
     started = time.perf_counter()
     result = trainer.fit()
     evaluation = result["eval"]

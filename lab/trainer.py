@@ -34,6 +34,18 @@ from lab.tracking import Tracker, truncate_metrics
 Callback = Callable[["Trainer"], None]
 
 
+def time_limit(seconds: float, reason: str, start: float | None = None) -> Callback:
+    """A callback that ends training the way `trainer.stop_at` does (final evaluation, checkpoint) once
+    `seconds` of wall clock have passed since `start` (a `time.perf_counter()` value; default: now)."""
+    started = time.perf_counter() if start is None else start
+
+    def check(trainer: Trainer) -> None:
+        if time.perf_counter() - started >= seconds and trainer.early_stop_reason is None:
+            trainer.early_stop_reason = reason
+
+    return check
+
+
 class TrainingInterrupted(Exception):
     """Raised after a stop request (Ctrl-C, SIGTERM) once the checkpoint is written."""
 

@@ -14,7 +14,7 @@ import torch
 from lab import checkpoint as ckpt
 from lab.config import OptimConfig, load_config
 from lab.errors import LabError
-from lab.trainer import Trainer, lr_factor
+from lab.trainer import Trainer, lr_factor, time_limit
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,6 +88,21 @@ def test_patience_stops_a_run_that_does_not_improve(tiny_digits: list[str]) -> N
         "trainer.max_steps=400", "trainer.eval_every=5", "trainer.patience=2", "optim.lr=1e-9"])
     result = Trainer(config, None).fit()
     assert "no improvement" in result["early_stop"] and result["step"] < 400
+
+
+def test_time_limit_ends_a_run_with_its_final_evaluation(tiny_digits: list[str]) -> None:
+    spent = Trainer(load_config("vision/digits", tiny_digits), None,
+                    callbacks=[time_limit(0.0, "budget used")]).fit()
+    assert spent["step"] == 1 and spent["early_stop"] == "budget used" and spent["eval"]
+    pending = Trainer(load_config("vision/digits", tiny_digits), None,
+                      callbacks=[time_limit(3600.0, "budget used")]).fit()
+    assert pending["step"] == 40 and pending["early_stop"] is None
+    # An earlier stop reason stands: the limit does not overwrite it.
+    def stop_first(trainer: Trainer) -> None:
+        trainer.early_stop_reason = "stopped first"
+    kept = Trainer(load_config("vision/digits", tiny_digits), None,
+                   callbacks=[stop_first, time_limit(0.0, "budget used")]).fit()
+    assert kept["early_stop"] == "stopped first"
 
 
 def test_offline_wandb_run_is_syncable_and_metrics_jsonl_always_written(tmp_path: Path, tiny_digits, monkeypatch):
