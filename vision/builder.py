@@ -33,7 +33,7 @@ from torch import nn
 
 from lab.errors import LabError, did_you_mean
 from vision.backbones.base import Backbone
-from vision.layers import make_act, parse_act
+from vision.layers import classifier_fc, make_act, parse_act
 
 Shape = tuple[int, ...]  # (C, H, W) for a map, (F,) for a flat vector
 
@@ -203,7 +203,7 @@ class LayerListHead(nn.Module):
 
     def reset(self, num_classes: int) -> None:
         self.num_classes = num_classes
-        self.fc = nn.Linear(self.features_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc = classifier_fc(self.features_dim, num_classes)
 
     def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.pre_logits(x)

@@ -174,6 +174,11 @@ def mlp(in_features: int, hidden: Sequence[int], act: ActSpec, drop_rate: float,
 GLOBAL_POOLS = ("avg", "max", "flatten")
 
 
+def classifier_fc(features_dim: int, num_classes: int) -> nn.Module:
+    """The classifier layer of a head: linear, or an identity for `num_classes=0` (the head returns features)."""
+    return nn.Linear(features_dim, num_classes) if num_classes > 0 else nn.Identity()
+
+
 class ClassifierHead(nn.Module):
     """Global pool (or flatten) → hidden MLP (`pre_logits`) → dropout → linear classifier.
 
@@ -212,7 +217,7 @@ class ClassifierHead(nn.Module):
 
     def reset(self, num_classes: int) -> None:
         self.num_classes = num_classes
-        self.fc = nn.Linear(self.features_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc = classifier_fc(self.features_dim, num_classes)
 
     def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.flatten(self.global_pool(x))
