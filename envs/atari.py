@@ -72,8 +72,10 @@ def check_atari_options(kwargs: dict[str, Any]) -> None:
     """Unknown keys in `env.kwargs` become a one-line error naming the key, not a TypeError from ale-py."""
     from ale_py import AtariVectorEnv
 
-    # ale-py's own training signals are replaced by the lab's (see the module docstring).
-    reserved = {"game", "num_envs", "episodic_life", "life_loss_info", "reward_clipping"}
+    # ale-py's own training signals are replaced by the lab's (see the module docstring); the learners step every
+    # game each call with next-step autoreset, so ale-py's asynchronous batches and other reset modes are out.
+    reserved = {"game", "num_envs", "episodic_life", "life_loss_info", "reward_clipping", "batch_size",
+                "autoreset_mode"}
     accepted = [name for name in inspect.signature(AtariVectorEnv).parameters if name not in reserved]
     for key in kwargs:
         if key not in accepted:

@@ -58,6 +58,8 @@ def test_unknown_atari_options_are_a_one_line_error() -> None:
         make_atari_vec_env("ALE/Pong-v5", 1, noop_maxx=5)
     with pytest.raises(LabError, match="reward_clipping is not an Atari option"):  # the lab's clip_rewards is
         make_atari_vec_env("ALE/Pong-v5", 1, reward_clipping=True)
+    with pytest.raises(LabError, match="autoreset_mode is not an Atari option"):  # the learners need next-step
+        make_atari_vec_env("ALE/Pong-v5", 1, autoreset_mode="SameStep")
 
 
 def test_a_lost_life_ends_bootstrapping_but_not_the_game() -> None:
