@@ -145,9 +145,8 @@ class DQN(ValueAgent):
 
     def after_update(self, updates: int) -> None:
         if self.cfg.target_update == "polyak":
-            with torch.no_grad():
-                for target, online in zip(self.target.parameters(), self.model.parameters()):
-                    target.lerp_(online, self.cfg.tau)
+            with torch.no_grad():  # one call for all tensors: small networks are bound by per-call overhead
+                torch._foreach_lerp_(list(self.target.parameters()), list(self.model.parameters()), self.cfg.tau)
         elif updates % self.cfg.target_update_interval == 0:
             self.target.load_state_dict(self.model.state_dict())
 

@@ -2,8 +2,10 @@
 over the batch.
 
 Transitions are stored time-major, one column per vector env: slot (t, e) holds the step env e took at
-time t. N-step returns are assembled at sampling time by walking forward along a column until the episode
-ends or the newest written step is reached, so partial returns near the end stay correct.
+time t. A slot's n-step return walks forward along its column until the episode ends, n steps are summed or
+the newest written step is reached, so partial returns near the end stay correct. The walks are kept up to
+date as rows arrive (each new step extends the open walks of the n − 1 rows before it), so sampling only
+reads them: one update per env step instead of a walk per sampled transition.
 
 `ReplayBuffer` stores every observation and next observation whole. `FrameReplayBuffer` is for stacked frames
 (Atari): consecutive stacks share all but one frame, so it stores each frame once and rebuilds stacks when
@@ -78,20 +80,33 @@ class _ColumnReplay:
     Subclasses store observations and rebuild them in `_observations`; `_sampleable` says which slots may be
     drawn (valid transitions, minus whatever a subclass forbids)."""
 
-    _state_tensors: tuple[str, ...] = ("actions", "rewards", "terminated", "episode_end", "valid")
+    _state_tensors: tuple[str, ...] = ("actions", "rewards", "terminated", "episode_end", "valid", "returns",
+                                       "bootstrap", "last_row")
 
     def __init__(self, rows: int, num_envs: int, device: torch.device, n_step: int, gamma: float,
                  prioritized: bool, alpha: float, priority_eps: float, action_dtype: torch.dtype) -> None:
         self.rows, self.num_envs, self.device = rows, num_envs, device
         self.n_step, self.gamma = n_step, gamma
-        self._steps_ahead = torch.arange(n_step, device=device)
-        self._discounts = gamma ** torch.arange(n_step + 1, dtype=torch.float64, device=device).float()  # γ^k
+        # The n rows a new step can reach, oldest first: row r − k for k = n − 1 … 0, its step k of the walk.
+        self._steps_back = torch.arange(n_step - 1, -1, -1, device=device)
+        k = self._steps_back.double().unsqueeze(1)
+        self._walk_discounts = (gamma ** k).float()  # γ^k: the new reward's weight in row r − k's return
+        self._walk_bootstraps = (gamma ** (k + 1)).float()  # γ^(k+1): its bootstrap, unless the step terminated
+        # _ends_from[i, j] = 1 where an episode end at row j of those n closes row i's walk before row r: j ≥ i
+        # and j ≠ r (row r's own end closes walks only from the next row on).
+        self._ends_from = torch.ones(n_step, n_step, device=device).triu()
+        self._ends_from[:, -1] = 0
         shape = (rows, num_envs)
         self.actions = torch.zeros(shape, dtype=action_dtype, device=device)
         self.rewards = torch.zeros(shape, dtype=torch.float32, device=device)
         self.terminated = torch.zeros(shape, dtype=torch.bool, device=device)
         self.episode_end = torch.zeros(shape, dtype=torch.bool, device=device)  # terminated or truncated
         self.valid = torch.zeros(shape, dtype=torch.bool, device=device)  # written, and not an autoreset step
+        # Each slot's n-step walk so far: discounted reward sum, bootstrap factor and the row of its last step.
+        self.returns = torch.zeros(shape, dtype=torch.float32, device=device)
+        self.bootstrap = torch.zeros(shape, dtype=torch.float32, device=device)
+        self.last_row = torch.zeros(shape, dtype=torch.int32, device=device)
+        self._first_step = torch.ones((1, num_envs), dtype=torch.bool, device=device)
         self.row = 0  # next row to write
         self.full = False
         self.prioritized, self.alpha, self.priority_eps = prioritized, alpha, priority_eps
@@ -135,26 +150,30 @@ class _ColumnReplay:
     def _batch_at(self, flat: torch.Tensor, weights: torch.Tensor | None = None) -> Batch:
         """The transitions at flat slot indices (row · num_envs + env), whether sampleable or not."""
         row, env = flat // self.num_envs, flat % self.num_envs
-        returns, last_row, bootstrap = self._n_step(row, env)
-        obs, next_obs = self._observations(row, env, last_row)
+        obs, next_obs = self._observations(row, env, self.last_row.view(-1)[flat].long())
         if weights is None:
             weights = torch.ones(flat.shape, device=self.device)
-        return Batch(obs=obs, actions=self.actions[row, env].long(), returns=returns, next_obs=next_obs,
-                     bootstrap=bootstrap, weights=weights, index=flat)
+        return Batch(obs=obs, actions=self.actions.view(-1)[flat].long(), returns=self.returns.view(-1)[flat],
+                     next_obs=next_obs, bootstrap=self.bootstrap.view(-1)[flat], weights=weights, index=flat)
 
     def _n_step(self, row: torch.Tensor, env: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Discounted sum of up to n rewards from (row, env), stopping at an episode end or the newest row.
+        """(return, last row, bootstrap factor) of the n-step walks from (row, env)."""
+        return self.returns[row, env], self.last_row[row, env].long(), self.bootstrap[row, env]
 
-        All n steps are gathered at once as a (B, n) block: step k counts if no earlier step ended the walk."""
-        rows = (row.unsqueeze(1) + self._steps_ahead) % self.rows  # (B, n)
-        slots = rows * self.num_envs + env.unsqueeze(1)
-        ends = self.episode_end.view(-1)[slots] | (rows == (self.row - 1) % self.rows)
-        counted = ends.cumsum(1) == ends  # (B, n): no end strictly before step k, a prefix of True
-        returns = (self.rewards.view(-1)[slots] * counted * self._discounts[:-1]).sum(1)
-        steps = counted.sum(1)  # ≥ 1: the first step always counts
-        last_row = rows.gather(1, (steps - 1).unsqueeze(1)).squeeze(1)
-        terminated = self.terminated.view(-1)[last_row * self.num_envs + env]
-        return returns, last_row, torch.where(terminated, 0.0, self._discounts[steps])
+    def _extend_walks(self, r: int) -> None:
+        """Row r's step joins the walk of every row among the n − 1 before it that no episode end has closed,
+        and starts row r's own walk. A walk's bootstrap is γ^steps from its last step's next obs, 0 if that
+        step terminated the episode; a walk stays open while the newest row is its last step."""
+        n = self.n_step
+        # Rows r − n + 1 … r, oldest first: a slice unless they wrap around the end of the storage.
+        rows = slice(r - n + 1, r + 1) if r >= n - 1 else (r - self._steps_back) % self.rows
+        # Row i's walk reaches row r unless an episode ended in rows i … r − 1: a count by one small product.
+        reaches = (self._ends_from @ self.episode_end[rows].float()) == 0  # (n, num_envs)
+        self.returns[r] = 0
+        self.returns[rows] = self.returns[rows] + reaches * (self._walk_discounts * self.rewards[r])
+        bootstrap = torch.where(self.terminated[r], 0.0, self._walk_bootstraps)
+        self.bootstrap[rows] = torch.where(reaches, bootstrap, self.bootstrap[rows])
+        self.last_row[rows] = torch.where(reaches, r, self.last_row[rows])
 
     def update_priorities(self, index: torch.Tensor, td_error: torch.Tensor) -> None:
         index, td_error = index.to(self.device), td_error.to(self.device)  # the batch may have moved to the GPU
@@ -183,6 +202,7 @@ class _ColumnReplay:
         r = self.row
         self.actions[r], self.rewards[r], self.terminated[r] = actions, rewards, terminated
         self.episode_end[r], self.valid[r] = episode_end, valid
+        self._extend_walks(r)
         if self.tree is not None:
             self.tree.update(self._row_slots(r), valid.to(self.device).double() * self.max_priority ** self.alpha)
         self.row = (r + 1) % self.rows

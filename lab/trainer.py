@@ -7,7 +7,6 @@ checkpoints (periodic, best, on stop), early stopping, seeding, Ctrl-C/SIGTERM a
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import signal
 import sys
@@ -22,10 +21,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from lab import checkpoint as ckpt
-from lab.config import OptimConfig, RunConfig, config_to_dict
+from lab.config import RunConfig, config_to_dict
 from lab.devices import autocast, resolve_device
 from lab.distributed import DistInfo, barrier, init_distributed
 from lab.errors import LabError, did_you_mean
+from lab.optim import build_optimizer, lr_factor
 from lab.registry import TASKS
 from lab.seeding import rng_state, seed_everything, set_rng_state
 from lab.task import StepOutput, Task
@@ -56,32 +56,6 @@ class TrainingInterrupted(Exception):
     @property
     def exit_code(self) -> int:
         return 128 + self.signum
-
-
-def build_optimizer(groups: list[dict[str, Any]], cfg: OptimConfig) -> torch.optim.Optimizer:
-    common = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
-    if cfg.name in ("adam", "adamw"):
-        optimizer = torch.optim.Adam if cfg.name == "adam" else torch.optim.AdamW
-        # One fused kernel per step instead of a handful of ops per tensor: most of the step cost for small nets.
-        return optimizer(groups, betas=cfg.betas, eps=cfg.eps, fused=True, **common)
-    if cfg.name == "radam":  # Adam with a variance-rectified warm-up (Liu et al. 2020), as PQN trains with
-        return torch.optim.RAdam(groups, betas=cfg.betas, eps=cfg.eps, **common)
-    if cfg.name == "rmsprop":
-        return torch.optim.RMSprop(groups, alpha=cfg.alpha, eps=cfg.eps, momentum=cfg.momentum, **common)
-    return torch.optim.SGD(groups, momentum=cfg.momentum, nesterov=cfg.nesterov, **common)
-
-
-def lr_factor(step: int, max_steps: int, cfg: OptimConfig) -> float:
-    """Multiplier on each group's base LR at trainer step `step`: warm-up, then constant/linear/cosine decay."""
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, max_steps - cfg.warmup_steps))
-    floor = cfg.min_lr_ratio
-    if cfg.schedule == "linear":
-        return 1.0 - (1.0 - floor) * progress
-    if cfg.schedule == "cosine":
-        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-    return 1.0
 
 
 def unwrap(model: nn.Module) -> nn.Module:

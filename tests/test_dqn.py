@@ -250,17 +250,19 @@ def test_dueling_head_is_value_plus_centred_advantage() -> None:
     torso = MLP((2,), hidden=[])  # just Flatten: the features are the observation itself
     dueling = QNetwork(torso, n_actions=3, dueling=True)
     plain = QNetwork(torso, n_actions=3, dueling=False)
+    advantage_weight, advantage_bias = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]), torch.tensor([0.0, 0.0, 1.0])
     with torch.no_grad():
-        for net in (dueling, plain):
-            net.advantage.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
-            net.advantage.bias.copy_(torch.tensor([0.0, 0.0, 1.0]))
-        dueling.value.weight.copy_(torch.tensor([[2.0, -1.0]]))
-        dueling.value.bias.copy_(torch.tensor([0.5]))
+        plain.head.weight.copy_(advantage_weight)
+        plain.head.bias.copy_(advantage_bias)
+        # The dueling head's first output is V, the rest are A.
+        dueling.head.weight.copy_(torch.cat([torch.tensor([[2.0, -1.0]]), advantage_weight]))
+        dueling.head.bias.copy_(torch.cat([torch.tensor([0.5]), advantage_bias]))
     obs = torch.tensor([[1.0, 2.0]])
     # A = (1, 2, 1 + 2 + 1) = (1, 2, 4), mean 7/3; V = 2·1 − 1·2 + 0.5 = 0.5; Q = V + A − mean(A)
     expected = torch.tensor([[0.5 + 1 - 7 / 3, 0.5 + 2 - 7 / 3, 0.5 + 4 - 7 / 3]])
     torch.testing.assert_close(dueling(obs), expected)
     torch.testing.assert_close(plain(obs), torch.tensor([[1.0, 2.0, 4.0]]))
+    assert set(dueling.state_dict()) == {"head.weight", "head.bias"}  # the centring map is no weight
 
 
 def test_linear_epsilon_schedule() -> None:
@@ -358,7 +360,7 @@ def test_prioritized_n_step_dueling_run_end_to_end(tiny_dqn: list[str], target_u
     trainer, _ = fit(tiny_dqn + ["trainer.max_steps=400", "agent.prioritized=true", "agent.n_step=3",
                                  "model.dueling=true", f"agent.target_update={target_update}",
                                  "agent.target_update_interval=20"])
-    assert trainer.task.buffer.tree is not None and trainer.task.model.value is not None
+    assert trainer.task.buffer.tree is not None and trainer.task.model.dueling
 
 
 @pytest.mark.parametrize("optim, optimizer_class", [

@@ -9,8 +9,7 @@ import torch
 from lab.cli import main
 from lab.config import load_config
 from lab.errors import LabError
-from lab.runs import load_trained_task
-from lab.trainer import Trainer, build_optimizer
+from lab.trainer import Trainer
 
 QUIET = ["device=cpu", "tracking.mode=disabled", "trainer.progress=false"]
 

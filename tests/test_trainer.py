@@ -14,7 +14,8 @@ import torch
 from lab import checkpoint as ckpt
 from lab.config import OptimConfig, load_config
 from lab.errors import LabError
-from lab.trainer import Trainer, lr_factor, time_limit
+from lab.optim import LeanAdam, lr_factor
+from lab.trainer import Trainer, time_limit
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,6 +65,61 @@ def test_lr_schedules() -> None:
     linear = OptimConfig(schedule="linear")
     assert lr_factor(50, 100, linear) == pytest.approx(0.5)
     assert lr_factor(50, 100, OptimConfig()) == 1.0
+
+
+def adam_pair(**options) -> tuple[list[torch.nn.Module], list[torch.optim.Optimizer]]:
+    """Two identical two-layer models, one stepped by torch's fused Adam and one by LeanAdam."""
+    torch.manual_seed(0)
+    models = [torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.Linear(5, 2)) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    optimizers = []
+    for model, build in zip(models, (lambda g, **o: torch.optim.Adam(g, fused=True, **o), LeanAdam)):
+        groups = [{"params": model[0].parameters()}, {"params": model[1].parameters(), "weight_decay": 0.1}]
+        optimizers.append(build(groups, **options))
+    return models, optimizers
+
+
+def step_both(models: list, optimizers: list, x: torch.Tensor, lr: float, frozen: bool = False) -> None:
+    for model, optimizer in zip(models, optimizers):
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.zero_grad(set_to_none=True)
+        model(x).square().mean().backward()
+        if frozen:  # a parameter without a gradient this step is left alone
+            model[1].bias.grad = None
+        optimizer.step()
+
+
+def test_lean_adam_steps_bitwise_like_torch_fused_adam() -> None:
+    models, optimizers = adam_pair(lr=0.01, betas=(0.8, 0.99), eps=1e-6)
+    generator = torch.Generator().manual_seed(1)
+    for step in range(6):
+        step_both(models, optimizers, torch.randn(8, 3, generator=generator), lr=0.01 / (step + 1), frozen=step == 3)
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        assert torch.equal(a, b)
+    assert not torch.equal(models[1][0].weight, adam_pair()[0][1][0].weight)  # and it did train
+    # The states match and load across the two classes: a checkpoint does not care which one wrote it.
+    torch_state, lean_state = (o.state_dict() for o in optimizers)
+    for key in torch_state["state"]:
+        for name in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(torch_state["state"][key][name], lean_state["state"][key][name])
+    fresh_models, fresh = adam_pair(lr=0.01, betas=(0.8, 0.99), eps=1e-6)
+    fresh_models[1].load_state_dict(models[1].state_dict())
+    fresh[1].load_state_dict(torch_state)
+    x = torch.randn(8, 3, generator=generator)
+    step_both([models[1], fresh_models[1]], [optimizers[1], fresh[1]], x, lr=0.003)
+    for a, b in zip(models[1].parameters(), fresh_models[1].parameters()):
+        assert torch.equal(a, b)
+
+
+def test_lean_adam_honours_step_hooks() -> None:
+    models, optimizers = adam_pair(lr=0.01)
+    calls = []
+    optimizers[1].register_step_post_hook(lambda optimizer, args, kwargs: calls.append(optimizer))
+    for _ in range(3):
+        step_both(models, optimizers, torch.ones(2, 3), lr=0.01)
+    assert calls == [optimizers[1]] * 3
+    assert all(torch.equal(a, b) for a, b in zip(models[0].parameters(), models[1].parameters()))
 
 
 def test_best_checkpoint_pruning_and_early_stop(tmp_path: Path, tiny_digits: list[str]) -> None:
