@@ -106,7 +106,6 @@ class _ColumnReplay:
         self.returns = torch.zeros(shape, dtype=torch.float32, device=device)
         self.bootstrap = torch.zeros(shape, dtype=torch.float32, device=device)
         self.last_row = torch.zeros(shape, dtype=torch.int32, device=device)
-        self._first_step = torch.ones((1, num_envs), dtype=torch.bool, device=device)
         self.row = 0  # next row to write
         self.full = False
         self.prioritized, self.alpha, self.priority_eps = prioritized, alpha, priority_eps

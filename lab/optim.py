@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch.optim import optimizer as torch_optimizer
 from torch.optim.adam import adam as adam_update
 
 from lab.config import OptimConfig
@@ -56,12 +57,10 @@ class LeanAdam(torch.optim.Adam):
                 p.grad = None
 
     def _has_step_hooks(self) -> bool:
-        from torch.optim import optimizer
-
         return bool(getattr(self, "_optimizer_step_pre_hooks", None) or
                     getattr(self, "_optimizer_step_post_hooks", None) or
-                    getattr(optimizer, "_global_optimizer_pre_hooks", None) or
-                    getattr(optimizer, "_global_optimizer_post_hooks", None))
+                    getattr(torch_optimizer, "_global_optimizer_pre_hooks", None) or
+                    getattr(torch_optimizer, "_global_optimizer_post_hooks", None))
 
 
 def build_optimizer(groups: list[dict[str, Any]], cfg: OptimConfig) -> torch.optim.Optimizer:
