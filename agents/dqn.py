@@ -94,6 +94,8 @@ class DQN(ValueAgent):
         self.replay_generator = self.generator if replay_device == device else \
             torch.Generator(device=replay_device).manual_seed(config.seed + 1)
         self.updates_due = 0
+        # Polyak blends these pairs after every update; listing them once spares a walk over the modules each time.
+        self.polyak_pairs = (list(self.target.parameters()), list(self.model.parameters()))
 
     def collect(self) -> tuple[int, dict[str, float]]:
         """One step of every env into the replay buffer."""
@@ -146,7 +148,7 @@ class DQN(ValueAgent):
     def after_update(self, updates: int) -> None:
         if self.cfg.target_update == "polyak":
             with torch.no_grad():  # one call for all tensors: small networks are bound by per-call overhead
-                torch._foreach_lerp_(list(self.target.parameters()), list(self.model.parameters()), self.cfg.tau)
+                torch._foreach_lerp_(*self.polyak_pairs, self.cfg.tau)
         elif updates % self.cfg.target_update_interval == 0:
             self.target.load_state_dict(self.model.state_dict())
 
