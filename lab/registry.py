@@ -33,8 +33,7 @@ class Registry(Generic[T]):
         return add
 
     def get(self, name: str) -> T:
-        load_plugins()
-        if name not in self._items:
+        if name not in self:
             raise LabError(f"unknown {self.kind} {name!r}{did_you_mean(name, self._items)}")
         return self._items[name]
 
@@ -46,24 +45,20 @@ class Registry(Generic[T]):
         return self._help.get(name, "")
 
     def __contains__(self, name: object) -> bool:
-        load_plugins()
+        load_plugins(until=lambda: name in self._items)
         return name in self._items
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
 
-_loaded = False
-
-
-def load_plugins() -> None:
-    """Import the lab's packages once so that their registrations run."""
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
+def load_plugins(until: Callable[[], bool] | None = None) -> None:
+    """Import the lab's packages in order so that their registrations run; with `until`, stop as soon as it
+    holds. A DQN run then never imports the NLP stack (tokenizers, sacrebleu) nor the vision models."""
     for package in PLUGIN_PACKAGES:
-        importlib.import_module(package)
+        if until is not None and until():
+            return
+        importlib.import_module(package)  # a dictionary lookup once the package is imported
 
 
 TASKS: Registry[Any] = Registry("task")

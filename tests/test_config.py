@@ -1,4 +1,7 @@
 """Configs: YAML + overrides validated into typed objects, and one clear error for each kind of bad input."""
+import subprocess
+import sys
+
 import pytest
 
 from lab.config import apply_overrides, load_config, resolve_config_path
@@ -60,3 +63,12 @@ def test_unknown_task_and_unparsable_yaml(tmp_path) -> None:
 
 def test_apply_overrides_creates_sections() -> None:
     assert apply_overrides({}, ["a.b.c=1", "a.d=[1, 2]", "e=hello"]) == {"a": {"b": {"c": 1}, "d": [1, 2]}, "e": "hello"}
+
+
+def test_a_dqn_config_loads_without_the_nlp_and_vision_packages() -> None:
+    """Registries import the lab's packages only until the name is found: a DQN run skips the NLP stack."""
+    probe = ("import sys; from lab.config import load_config; load_config('dqn/cartpole'); "
+             "print(sorted(m for m in ('nlp', 'vision', 'tokenizers', 'agents') if m in sys.modules)); "
+             "from lab.registry import TASKS; print('translation' in TASKS.names())")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["['agents']", "True"]

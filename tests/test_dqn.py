@@ -325,7 +325,7 @@ def test_learning_starts_below_batch_size_still_collects(tiny_dqn: list[str]) ->
 
 
 def test_fresh_episodes_after_restore_cut_n_step_returns(tiny_dqn: list[str]) -> None:
-    overrides = tiny_dqn + ["agent.n_step=3", "env.num_envs=1"]
+    overrides = tiny_dqn + ["agent.n_step=3", "env.num_envs=1", "agent.gamma=0.99"]
     task = make_task(overrides)
     for _ in range(5):  # t0..t4, well inside CartPole's first episode and before learning starts
         task.train_step()
