@@ -25,7 +25,9 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+def build_parser(plugin_commands: bool = True) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The `lab` parser; `plugin_commands=False` leaves out the commands packages register, whose listing
+    imports every package (what `lab --help` shows, but no built-in command needs)."""
     from lab.commands import COMMANDS
 
     parser = argparse.ArgumentParser(
@@ -77,7 +79,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     pl.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     pl.add_argument("--out", type=Path, help="PNG path (default: RUN_DIR/plots/curves.png)")
 
-    for name in COMMANDS.names():
+    for name in COMMANDS.names() if plugin_commands else []:
         command = COMMANDS.get(name)
         command.add_arguments(add(name, command.help, command.description))
     return parser, commands
@@ -248,8 +250,8 @@ BUILTIN = {"train": cmd_train, "eval": cmd_eval, "config": cmd_config, "list": c
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        parser, commands = build_parser()
         argv = sys.argv[1:] if argv is None else argv
+        parser, commands = build_parser(plugin_commands=not (argv and argv[0] in BUILTIN))
         if argv and argv[0] in commands:
             # Each command parses its own words, positionals and options in any order
             # (`lab train CFG --run-dir D a.b=1`, `lab translate RUN --beam 5 "text"`).

@@ -66,9 +66,11 @@ def test_apply_overrides_creates_sections() -> None:
 
 
 def test_a_dqn_config_loads_without_the_nlp_and_vision_packages() -> None:
-    """Registries import the lab's packages only until the name is found: a DQN run skips the NLP stack."""
-    probe = ("import sys; from lab.config import load_config; load_config('dqn/cartpole'); "
-             "print(sorted(m for m in ('nlp', 'vision', 'tokenizers', 'agents') if m in sys.modules)); "
+    """Registries import the lab's packages only until the name is found, and built-in commands skip the ones
+    packages register: `lab config dqn/cartpole` (as `lab train` would load it) never imports the NLP stack."""
+    probe = ("import contextlib, io, sys; from lab.cli import main\n"
+             "with contextlib.redirect_stdout(io.StringIO()): code = main(['config', 'dqn/cartpole', '--json'])\n"
+             "print(code, sorted(m for m in ('nlp', 'vision', 'tokenizers', 'agents') if m in sys.modules))\n"
              "from lab.registry import TASKS; print('translation' in TASKS.names())")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
-    assert out.stdout.split() == ["['agents']", "True"]
+    assert out.stdout.split() == ["0", "['agents']", "True"]
