@@ -149,15 +149,16 @@ class _ColumnReplay:
     def _batch_at(self, flat: torch.Tensor, weights: torch.Tensor | None = None) -> Batch:
         """The transitions at flat slot indices (row · num_envs + env), whether sampleable or not."""
         row, env = flat // self.num_envs, flat % self.num_envs
-        obs, next_obs = self._observations(row, env, self.last_row.view(-1)[flat].long())
+        returns, last_row, bootstrap = self._n_step(flat)
+        obs, next_obs = self._observations(row, env, last_row)
         if weights is None:
             weights = torch.ones(flat.shape, device=self.device)
-        return Batch(obs=obs, actions=self.actions.view(-1)[flat].long(), returns=self.returns.view(-1)[flat],
-                     next_obs=next_obs, bootstrap=self.bootstrap.view(-1)[flat], weights=weights, index=flat)
+        return Batch(obs=obs, actions=self.actions.view(-1)[flat].long(), returns=returns, next_obs=next_obs,
+                     bootstrap=bootstrap, weights=weights, index=flat)
 
-    def _n_step(self, row: torch.Tensor, env: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(return, last row, bootstrap factor) of the n-step walks from (row, env)."""
-        return self.returns[row, env], self.last_row[row, env].long(), self.bootstrap[row, env]
+    def _n_step(self, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(return, last row, bootstrap factor) of the n-step walks from flat slot indices."""
+        return self.returns.view(-1)[flat], self.last_row.view(-1)[flat].long(), self.bootstrap.view(-1)[flat]
 
     def _extend_walks(self, r: int) -> None:
         """Row r's step joins the walk of every row among the n − 1 before it that no episode end has closed,

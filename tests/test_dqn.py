@@ -83,7 +83,7 @@ def check_n_step(buffer: ReplayBuffer, expected: dict) -> None:
     keys = list(expected)
     row = torch.tensor([r for r, _ in keys])
     env = torch.tensor([e for _, e in keys])
-    returns, last_row, bootstrap = buffer._n_step(row, env)
+    returns, last_row, bootstrap = buffer._n_step(row * buffer.num_envs + env)
     want = torch.tensor([v for v in expected.values()], dtype=torch.float64)
     torch.testing.assert_close(returns.double(), want[:, 0], rtol=0, atol=1e-4)
     torch.testing.assert_close(bootstrap.double(), want[:, 1], rtol=0, atol=1e-6)
@@ -337,7 +337,7 @@ def test_fresh_episodes_after_restore_cut_n_step_returns(tiny_dqn: list[str]) ->
     resumed.load_state_dict(state)
     for _ in range(3):  # t5..t7 belong to a new episode
         resumed.train_step()
-    returns, last_row, bootstrap = resumed.buffer._n_step(torch.tensor([4]), torch.tensor([0]))
+    returns, last_row, bootstrap = resumed.buffer._n_step(torch.tensor([4 * resumed.buffer.num_envs]))  # (t4, env 0)
     resumed.close()
     # t4 ended its episode from the buffer's point of view: a one-step return with γ¹ from next_obs(t4).
     assert (returns.item(), last_row.item(), bootstrap.item()) == pytest.approx((1.0, 4, 0.99))

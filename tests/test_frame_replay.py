@@ -163,7 +163,7 @@ def test_restart_starts_fresh_stacks_and_cuts_n_step() -> None:
     assert (got.obs[:2, :-1] == 0).all() and (got.obs[:2, -1] != 0).all()  # the restart's obs: [0, 0, 0, f]
     assert not frames._sampleable(frames._row_slots(6)).any()
     assert not torch.equal(unmarked._batch_at(after).obs, want.obs)  # unmarked, stacks run across the restart
-    returns, last_row, bootstrap = frames._n_step(torch.tensor([4]), torch.tensor([0]))
+    returns, last_row, bootstrap = frames._n_step(torch.tensor([4 * frames.num_envs]))  # (t4, env 0)
     assert (last_row.item(), bootstrap.item()) == (5, pytest.approx(GAMMA ** 2))  # cut at the restart
 
 
