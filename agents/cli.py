@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     if not isinstance(task, TabularQ):
         raise LabError(f"'{args.run_dir}' is a '{config.task}' run; lab qtable shows tabular (qlearning) runs")
     table = task.model.table.detach().numpy()
-    env = task.envs.envs[0]
+    env = task.runner.envs.envs[0]
     shape = grid_shape(env)
     arrows = GRID_ARROWS.get(type(env.unwrapped).__name__)
     task.close()

@@ -1,17 +1,10 @@
-"""Q-networks: a torso from a registry (an MLP here, CNN encoders from `vision`) and a plain or dueling head."""
+"""Q-networks: a torso (the MLP here, or a CNN encoder from `vision`, see `agents.torsos`) and a plain or dueling head."""
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from lab.registry import Registry
 
-TORSOS: Registry[Callable[..., nn.Module]] = Registry("torso")
-
-
-@TORSOS.register("mlp")
 class MLP(nn.Module):
     """Fully connected layers with ReLU, for vector observations."""
 

@@ -15,8 +15,8 @@ from pydantic import Field
 
 from agents.evaluation import EpisodeEvaluator
 from agents.exploration import EpsilonConfig, epsilon_at
-from envs.factory import EnvConfig, make_vec_env
-from envs.snapshot import env_state, restore_env_state
+from agents.runner import EnvRunner
+from envs.factory import EnvConfig
 from lab.config import ModelSwitches, OptimConfig, RunConfig
 from lab.errors import LabError
 from lab.registry import AGENTS, TASKS
@@ -59,26 +59,25 @@ class TabularQ(Task):
     def __init__(self, config: TabularConfig, device: torch.device, run_dir: Path | None, dist: Any) -> None:
         super().__init__(config, device, run_dir, dist)
         self.cfg = config.agent
-        self.envs = make_vec_env(config.env.id, config.env.num_envs, **config.env.kwargs)
-        obs_space, action_space = self.envs.single_observation_space, self.envs.single_action_space
-        if not (hasattr(obs_space, "n") and hasattr(action_space, "n")):
-            raise LabError(f"env '{config.env.id}' needs Discrete observations and actions for a Q-table "
-                           f"(it has {type(obs_space).__name__} / {type(action_space).__name__}); use task: dqn")
+        self.runner = EnvRunner(config.env, config.seed, device)  # vector envs and the episode bookkeeping
+        obs_space = self.runner.envs.single_observation_space
+        if not hasattr(obs_space, "n"):
+            raise LabError(f"env '{config.env.id}' needs Discrete observations for a Q-table (it has "
+                           f"{type(obs_space).__name__}); use task: dqn")
         if config.optim.name != "sgd" or config.optim.momentum:
             raise LabError("a Q-table learns by plain SGD: set optim.name=sgd and optim.momentum=0 (optim.lr is α)")
-        self.n_actions = int(action_space.n)
+        self.n_actions = self.runner.n_actions
         self.model = QTable(int(obs_space.n), self.n_actions, config.model.initial_value).to(device)
         self.generator = torch.Generator(device=device).manual_seed(config.seed)
         self.evaluator = EpisodeEvaluator(config.env.id, config.env.kwargs)
-        obs, _ = self.envs.reset(seed=config.seed)
-        self.states = torch.as_tensor(obs, device=device)
-        self.actions = self.act(self.states, self.epsilon())
-        self.autoreset = np.zeros(self.envs.num_envs, dtype=bool)
-        self.episode_return = np.zeros(self.envs.num_envs)
-        self.env_steps = 0
+        self.actions = self.act(self.states, self.epsilon())  # chosen one step ahead, as SARSA needs a′
+
+    @property
+    def states(self) -> torch.Tensor:
+        return self.runner.obs
 
     def epsilon(self) -> float:
-        return epsilon_at(getattr(self, "env_steps", 0), self.config.trainer.max_steps, self.cfg)
+        return epsilon_at(self.runner.env_steps, self.config.trainer.max_steps, self.cfg)
 
     @torch.no_grad()
     def act(self, states: torch.Tensor, epsilon: float) -> torch.Tensor:
@@ -92,12 +91,10 @@ class TabularQ(Task):
 
     def train_step(self) -> StepOutput:
         epsilon = self.epsilon()
-        next_obs, rewards, terminated, truncated, _ = self.envs.step(self.actions.cpu().numpy())
-        next_states = torch.as_tensor(next_obs, device=self.device)
-        next_actions = self.act(next_states, epsilon)  # SARSA's a′, and the action taken next either way
-        valid = torch.as_tensor(~self.autoreset, device=self.device)  # autoreset steps are no transition
+        step, metrics = self.runner.step(self.actions)
+        next_actions = self.act(step.next_obs, epsilon)  # SARSA's a′, and the action taken next either way
         with torch.no_grad():
-            next_q = self.model(next_states)
+            next_q = self.model(step.next_obs)
             if self.cfg.algorithm == "q_learning":
                 next_value = next_q.max(dim=1).values
             elif self.cfg.algorithm == "sarsa":
@@ -106,22 +103,12 @@ class TabularQ(Task):
                 greedy = torch.zeros_like(next_q).scatter_(1, next_q.argmax(1, keepdim=True), 1.0)
                 policy = epsilon / self.n_actions + (1 - epsilon) * greedy
                 next_value = (policy * next_q).sum(dim=1)
-            alive = torch.as_tensor(~terminated, device=self.device, dtype=torch.float32)
-            target = torch.as_tensor(rewards, device=self.device, dtype=torch.float32) + \
-                self.cfg.gamma * alive * next_value
-        q = self.model(self.states).gather(1, self.actions.unsqueeze(1)).squeeze(1)
-        loss = 0.5 * (valid * (target - q) ** 2).sum()  # sum, not mean: each env's update keeps step size α
-
-        self.episode_return += rewards * ~self.autoreset
-        done = (terminated | truncated) & ~self.autoreset
-        metrics: dict[str, float] = {"epsilon": epsilon}
-        if done.any():
-            metrics["episode_return"] = float(self.episode_return[done].mean())
-            self.episode_return[done] = 0.0
-        self.autoreset = terminated | truncated
-        self.states, self.actions = next_states, next_actions
-        self.env_steps += self.envs.num_envs
-        return StepOutput(loss=loss, steps=self.envs.num_envs, metrics=metrics)
+            target = step.rewards + self.cfg.gamma * (~step.terminal).float() * next_value
+        q = self.model(step.obs).gather(1, step.actions.unsqueeze(1)).squeeze(1)
+        # Autoreset steps are no transition; sum, not mean: each env's update keeps step size α.
+        loss = 0.5 * (step.valid * (target - q) ** 2).sum()
+        self.actions = next_actions
+        return StepOutput(loss=loss, steps=self.runner.num_envs, metrics={"epsilon": epsilon, **metrics})
 
     def greedy_policy(self, obs: np.ndarray) -> np.ndarray:
         return self.act(torch.as_tensor(obs, device=self.device), epsilon=0.0).cpu().numpy()
@@ -130,17 +117,13 @@ class TabularQ(Task):
         return self.evaluator(self.greedy_policy, episodes or self.config.trainer.eval_episodes, self.config.seed)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state(), "states": self.states, "actions": self.actions,
-                "autoreset": self.autoreset, "episode_return": self.episode_return, "env_steps": self.env_steps,
-                "envs": env_state(self.envs)}
+        return {"generator": self.generator.get_state(), "actions": self.actions, "runner": self.runner.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         restore_generator(self.generator, state["generator"], "exploration")
-        self.states, self.actions = state["states"].to(self.device), state["actions"].to(self.device)
-        self.autoreset, self.episode_return = state["autoreset"].copy(), state["episode_return"].copy()
-        self.env_steps = state["env_steps"]
-        restore_env_state(self.envs, state["envs"])
+        self.actions = state["actions"].to(self.device)
+        self.runner.load_state_dict(state["runner"])
 
     def close(self) -> None:
-        self.envs.close()
+        self.runner.close()
         self.evaluator.close()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from agents.networks import TORSOS
+from agents.networks import MLP
+from lab.errors import LabError, did_you_mean
 
 
 class PixelTorso(nn.Module):
@@ -25,10 +25,16 @@ class PixelTorso(nn.Module):
         return self.encoder.forward_head(self.encoder.forward_features(x), pre_logits=True)
 
 
-def build_torso(model_cfg: Any, obs_shape: tuple[int, ...], obs_dtype: np.dtype) -> nn.Module:
-    if model_cfg.torso in TORSOS:
-        return TORSOS.get(model_cfg.torso)(obs_shape, model_cfg.hidden, model_cfg.layer_norm)
-    import vision
+def build_torso(model_cfg: Any, obs_shape: tuple[int, ...]) -> nn.Module:
+    """`model.torso: mlp` for vector observations; any other name is an encoder of the vision registry."""
+    if model_cfg.torso == "mlp":
+        return MLP(obs_shape, model_cfg.hidden, model_cfg.layer_norm)
+    import vision  # only runs on pixels pay for importing the vision models
+    from vision.registry import BACKBONES
+
+    if model_cfg.torso not in BACKBONES:
+        raise LabError(f"unknown model.torso {model_cfg.torso!r}: 'mlp' for vector observations or a vision "
+                       f"backbone{did_you_mean(model_cfg.torso, ['mlp', *BACKBONES.names()])}")
 
     channels_last = len(obs_shape) == 3 and obs_shape[-1] in (1, 3, 4) and obs_shape[0] > 4
     in_chans = obs_shape[-1] if channels_last else obs_shape[0]

@@ -1,5 +1,5 @@
 """What every deep value-based agent (DQN, PQN) shares: vector envs through an `EnvRunner`, a Q-network with a
-torso from the registry, an ε schedule, the greedy evaluation protocol and the final evaluation video."""
+torso (the MLP or a vision encoder), an ε schedule, the greedy evaluation protocol and the final evaluation video."""
 from __future__ import annotations
 
 from typing import Any
@@ -25,7 +25,7 @@ class ValueAgent(Task):
         self.runner = EnvRunner(config.env, config.seed, device)
         self.n_actions = self.runner.n_actions
         obs_space = self.runner.envs.single_observation_space
-        torso = build_torso(config.model, obs_space.shape, obs_space.dtype)
+        torso = build_torso(config.model, obs_space.shape)
         self.model = QNetwork(torso, self.n_actions, config.model.dueling, config.model.head_hidden).to(device)
         self.generator = torch.Generator(device=device).manual_seed(config.seed)  # exploration (and sampling)
         self.evaluator = EpisodeEvaluator(config.env.id, config.env.kwargs)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from lab.config import Section
 from lab.errors import LabError
@@ -24,11 +24,26 @@ from nlp.ding import DING_PATH, clean_text, read_ding
 Pair = tuple[str, str]
 
 
-class DataConfig(Section):
-    path: Path | None = Field(None, description="TSV/CSV/JSONL file of sentence pairs (default: the Ding dictionary)")
+class FileOrDatasetConfig(Section):
+    """A data section that reads either a local file (`path`) or a Hugging Face dataset (`dataset`), or else
+    the task's embedded default; the subclasses say what the file holds."""
+
+    path: Path | None = None
     format: Literal["auto", "tsv", "csv", "jsonl"] = Field("auto", description="file format; auto: by suffix")
-    dataset: str | None = Field(None, description="Hugging Face dataset name, e.g. wmt16 (needs `datasets` and a network)")
+    dataset: str | None = None
     dataset_config: str | None = Field(None, description="Hugging Face dataset config, e.g. de-en")
+
+    @field_validator("dataset")
+    @classmethod
+    def _one_source(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("path") is not None:
+            raise ValueError("set either data.path or data.dataset, not both")
+        return value
+
+
+class DataConfig(FileOrDatasetConfig):
+    path: Path | None = Field(None, description="TSV/CSV/JSONL file of sentence pairs (default: the Ding dictionary)")
+    dataset: str | None = Field(None, description="Hugging Face dataset name, e.g. wmt16 (needs `datasets` and a network)")
     source_column: str | int = Field("de", description="column name (or index, for a file without header) of the source")
     target_column: str | int = Field("en", description="column name (or index) of the target")
     ding_path: Path = Field(DING_PATH, description="the Ding dictionary, used when neither path nor dataset is set")
@@ -39,12 +54,6 @@ class DataConfig(Section):
     split_seed: int = Field(0, description="seed of the train/valid/test split (fixed, independent of `seed`)")
     batch_size: int = Field(64, gt=0, description="sentence pairs per training batch")
     max_tokens: int = Field(128, gt=2, description="truncate tokenized sentences to this many tokens")
-
-    @model_validator(mode="after")
-    def _one_source(self) -> DataConfig:
-        if self.path is not None and self.dataset is not None:
-            raise ValueError("set either data.path or data.dataset, not both")
-        return self
 
 
 @dataclass

@@ -22,11 +22,10 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field
 
-from lab.config import Section
 from lab.errors import LabError, did_you_mean
-from nlp.data import load_hf_dataset, read_parallel_file
+from nlp.data import FileOrDatasetConfig, load_hf_dataset, read_parallel_file
 from nlp.ding import clean_text
 
 FORTUNES_PATH = Path("/usr/share/games/fortunes")
@@ -43,13 +42,11 @@ _ATTRIBUTION = re.compile(r"^\s*--\s*\S")
 _OVERSTRIKE = re.compile(r"[^\x08\n]\x08")
 
 
-class TextDataConfig(Section):
+class TextDataConfig(FileOrDatasetConfig):
     path: Path | None = Field(None, description="CSV/TSV/JSONL file of texts and labels (default: fortunes)")
-    format: Literal["auto", "tsv", "csv", "jsonl"] = Field("auto", description="file format; auto: by suffix")
+    dataset: str | None = Field(None, description="Hugging Face dataset, e.g. ag_news (needs `datasets` and a network)")
     text_column: str | int = Field("text", description="column name (or index, for a file without header) of the text")
     label_column: str | int = Field("label", description="column name (or index) of the label")
-    dataset: str | None = Field(None, description="Hugging Face dataset, e.g. ag_news (needs `datasets` and a network)")
-    dataset_config: str | None = Field(None, description="Hugging Face dataset config")
     fortunes_path: Path = Field(FORTUNES_PATH, description="the fortunes folder (when neither path nor dataset is set)")
     categories: list[str] = Field(DEFAULT_CATEGORIES, min_length=2, description="fortunes files to read, one per label")
     keep_attribution: bool = Field(False, description="keep the '-- Author' lines of fortunes")
@@ -62,13 +59,6 @@ class TextDataConfig(Section):
         "none", description="balanced: weight each class's loss by n / (classes · count), as in scikit-learn")
     positive_label: str | None = Field(None, description="binary tasks: the class model.threshold applies to "
                                                          "(default: the second label in sorted order)")
-
-    @field_validator("dataset")
-    @classmethod
-    def _one_source(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is not None and info.data.get("path") is not None:
-            raise ValueError("set either data.path or data.dataset, not both")
-        return value
 
 
 @dataclass

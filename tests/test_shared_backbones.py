@@ -1,10 +1,14 @@
 """Vision backbones shared with RL and across runs: pixel torsos for agents, transfer learning between runs."""
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from lab.checkpoint import find_checkpoint, read_checkpoint
 from lab.config import load_config
+from lab.errors import LabError
 from lab.trainer import Trainer
 
 
@@ -17,6 +21,22 @@ def test_dqn_takes_its_pixel_torso_from_the_vision_registry(tiny_dqn: list[str])
     assert trainer.task.buffer.obs.dtype == torch.uint8  # frames stored as bytes, scaled on the device
     result = trainer.fit()
     assert result["step"] >= 150 and "eval/mean_return" in result["eval"]
+
+
+def test_a_pixel_torso_imports_vision_but_not_the_nlp_stack() -> None:
+    probe = ("import sys; from lab.config import load_config; from lab.trainer import Trainer\n"
+             "config = load_config('dqn/catch', ['env.id=lab/CatchPixels-v0', 'model.torso=nature_cnn',"
+             " 'tracking.mode=disabled', 'device=cpu'])\n"
+             "print(type(Trainer(config, None).task.model.torso.encoder).__name__,"
+             " sorted(m for m in ('nlp', 'tokenizers', 'vision') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["NatureCNN", "['vision']"]
+
+
+def test_an_unknown_torso_names_the_valid_ones(tiny_dqn: list[str]) -> None:
+    config = load_config("dqn/cartpole", tiny_dqn + ["model.torso=natur_cnn"])
+    with pytest.raises(LabError, match=r"unknown model.torso 'natur_cnn'.*did you mean 'nature_cnn'"):
+        Trainer(config, None)
 
 
 def test_init_from_another_run_freezes_or_fine_tunes_its_backbone(tmp_path: Path, tiny_digits: list[str]) -> None:
