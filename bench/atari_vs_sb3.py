@@ -19,6 +19,7 @@ env steps, mean return); time spent in evaluations counts. The curves go to a PN
     python bench/atari_vs_sb3.py                               # Pong: 120 s per side, 10-minute curves
     python bench/atari_vs_sb3.py --json --plot /tmp/pong.png   # one JSON object on stdout
     python bench/atari_vs_sb3.py --curve-minutes 0 --lab pqn   # throughput only, sb3 against PQN
+    python bench/atari_vs_sb3.py --skip-throughput --lab pqn   # PQN's time-to-score curve only
     python bench/atari_vs_sb3.py --device cpu --seconds 20 --curve-minutes 0.5 \\
         --lab-override env.num_envs=4 --lab-override model.compile=false --lab-override dqn:agent.buffer_size=2000
 """
@@ -243,20 +244,8 @@ def machine(device: str) -> dict[str, Any]:
 
 
 def print_table(report: dict[str, Any], game: str) -> None:
-    tp = report["throughput"]
-    print(f"{env_id(game)} training throughput (agent steps/s over each side's window, after warm-up)")
-    header = f"{'':6}{'steps/s':>12}{'updates/s':>11}{'window s':>10}{'envs':>6}{'batch':>7}{'device':>8}"
-    print(header)
-    print("-" * len(header))
-    for side in ("sb3", *[s for s in LEARNERS if s in tp]):
-        r = tp[side]
-        print(f"{side:6}{r['env_steps_per_s']:>12,.0f}{r['updates_per_s']:>11,.1f}{r['window_s']:>10.1f}"
-              f"{r['num_envs']:>6}{r['batch_size']:>7}{r['device']:>8}")
-    for learner in LEARNERS:
-        if learner in tp["ratios"]:
-            ratio = tp["ratios"][learner]
-            print(f"{learner}/sb3: {ratio['ratio']:.1f}x (target {TARGET_RATIO:g}x: "
-                  f"{'met' if ratio['met'] else 'not met'})")
+    if report["throughput"]:
+        print_throughput(report["throughput"], game)
     for learner, curve in report["curve"].items():
         if curve["target"] is None:
             reached = "no target (the config's trainer.stop_at is null)"
@@ -274,6 +263,22 @@ def print_table(report: dict[str, Any], game: str) -> None:
         print(f"note: {note}")
 
 
+def print_throughput(tp: dict[str, Any], game: str) -> None:
+    print(f"{env_id(game)} training throughput (agent steps/s over each side's window, after warm-up)")
+    header = f"{'':6}{'steps/s':>12}{'updates/s':>11}{'window s':>10}{'envs':>6}{'batch':>7}{'device':>8}"
+    print(header)
+    print("-" * len(header))
+    for side in ("sb3", *[s for s in LEARNERS if s in tp]):
+        r = tp[side]
+        print(f"{side:6}{r['env_steps_per_s']:>12,.0f}{r['updates_per_s']:>11,.1f}{r['window_s']:>10.1f}"
+              f"{r['num_envs']:>6}{r['batch_size']:>7}{r['device']:>8}")
+    for learner in LEARNERS:
+        if learner in tp["ratios"]:
+            ratio = tp["ratios"][learner]
+            print(f"{learner}/sb3: {ratio['ratio']:.1f}x (target {TARGET_RATIO:g}x: "
+                  f"{'met' if ratio['met'] else 'not met'})")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--game", default="Pong", help="ALE game with configs/{dqn,pqn}/<game>.yaml")
@@ -284,6 +289,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto", help="torch device for every side (auto, cpu, cuda)")
     parser.add_argument("--lab-override", action="append", default=[], metavar="[LEARNER:]KEY=VALUE",
                         help="config override for every lab learner, or one with a 'dqn:'/'pqn:' prefix")
+    parser.add_argument("--skip-throughput", action="store_true", help="only the time-to-score curves")
     parser.add_argument("--curve-minutes", type=float, default=10.0, help="time-to-score budget; 0 skips it")
     parser.add_argument("--plot", type=Path, default=DEFAULT_PLOT, help="PNG of the time-to-score curves")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
@@ -293,6 +299,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--lab takes a comma-separated subset of {','.join(LEARNERS)}")
     if args.seconds <= 0 or args.curve_minutes < 0 or args.warmup_updates < 1:
         parser.error("--seconds must be > 0, --curve-minutes ≥ 0 and --warmup-updates ≥ 1")
+    if args.skip_throughput and args.curve_minutes == 0:
+        parser.error("--skip-throughput with --curve-minutes 0 leaves nothing to measure")
     return args
 
 
@@ -300,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     per_learner = split_overrides(args.lab_override)
     with contextlib.redirect_stdout(sys.stderr):  # the Trainer's and SB3's lines; stdout keeps only the report
-        tp = throughput(args.game, args.lab, args.seconds, args.device, per_learner, args.warmup_updates)
+        tp = {} if args.skip_throughput else throughput(args.game, args.lab, args.seconds, args.device, per_learner,
+                                                        args.warmup_updates)
         curves = {}
         if args.curve_minutes > 0:
             for learner in args.lab:

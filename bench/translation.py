@@ -166,27 +166,86 @@ def training_throughput(args: argparse.Namespace, device: torch.device) -> dict[
             "marian_parameters": sum(p.numel() for p in marian.parameters())}
 
 
-@torch.no_grad()
-def beam_throughput(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+def beam_searches(args: argparse.Namespace, device: torch.device) -> dict[str, Callable[[], int]]:
+    """One beam search of the same synthetic batch by each model, every hypothesis forced to the same length;
+    each returns the number of sentences it translated."""
     lab_model, marian = build_pair(args, device)
     lab_model.eval(), marian.eval()
     source, mask, _, _ = synthetic_batch(args, args.decode_batch, device, seed=2)
     length, beams, bf16 = args.decode_length, args.beam, device.type == "cuda"
 
+    @torch.no_grad()
     def lab_search() -> int:
         with autocast(device, bf16):
             beam_search(lab_model, source, mask, beam_size=beams, max_length=length, min_length=length)
         return source.size(0)
 
+    @torch.no_grad()
     def marian_search() -> int:
         with autocast(device, bf16):
             marian.generate(input_ids=source, attention_mask=mask.long(), num_beams=beams, do_sample=False,
                             max_new_tokens=length, min_new_tokens=length, early_stopping=False)
         return source.size(0)
 
-    lab_rate = timed(lab_search, device, args.measure_seconds, warmup=1)
-    marian_rate = timed(marian_search, device, args.measure_seconds, warmup=1)
+    return {"lab": lab_search, "marian": marian_search}
+
+
+def beam_throughput(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    searches = beam_searches(args, device)
+    lab_rate = timed(searches["lab"], device, args.measure_seconds, warmup=1)
+    marian_rate = timed(searches["marian"], device, args.measure_seconds, warmup=1)
     return {"lab_sentences_per_s": lab_rate, "marian_sentences_per_s": marian_rate, "ratio": lab_rate / marian_rate}
+
+
+def beam_profile(args: argparse.Namespace, device: torch.device, top: int = 8) -> dict[str, Any]:
+    """Where one beam search's time goes, per decoding step, for each model (torch.profiler).
+
+    On CUDA: the kernels launched and the GPU's busy time, to set against the wall time (a GPU busy for a
+    small part of a step means the host's launches are the bottleneck). On a CPU: the operators called from
+    Python (nested ones not counted again) and their own time."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    on_cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_cuda else [])
+    steps, report = args.decode_length, {}
+    for name, search in beam_searches(args, device).items():
+        search()  # warm-up: kernels chosen, caches filled
+        synchronize(device)
+        started = time.perf_counter()
+        with profile(activities=activities) as profiler:
+            search()
+            synchronize(device)
+        wall = time.perf_counter() - started
+        if on_cuda:
+            ops = [e for e in profiler.key_averages() if e.device_type == DeviceType.CUDA]
+            busy = [(e.key, e.count, e.self_device_time_total) for e in ops]
+        else:
+            top_level = [e for e in profiler.events() if e.name.startswith("aten::") and not _inside_aten(e)]
+            totals: dict[str, list[float]] = {}
+            for event in top_level:
+                count_and_time = totals.setdefault(event.name, [0, 0.0])
+                count_and_time[0] += 1
+                count_and_time[1] += event.cpu_time_total
+            busy = [(key, count, microseconds) for key, (count, microseconds) in totals.items()]
+        busy.sort(key=lambda item: -item[2])
+        report[name] = {
+            "wall_ms_per_step_profiled": 1e3 * wall / steps,
+            ("kernels_per_step" if on_cuda else "operators_per_step"): sum(count for _, count, _ in busy) / steps,
+            ("gpu_busy_ms_per_step" if on_cuda else "operator_ms_per_step"): sum(t for *_, t in busy) / 1e3 / steps,
+            "top": [{"name": key[:80], "calls_per_step": round(count / steps, 2), "ms_per_step": round(t / 1e3 / steps, 4)}
+                    for key, count, t in busy[:top]],
+        }
+    return report
+
+
+def _inside_aten(event: Any) -> bool:
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name.startswith("aten::"):
+            return True
+        parent = parent.cpu_parent
+    return False
 
 
 # --- (c): BLEU after equal wall-clock training ------------------------------------------------------------------
@@ -268,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--measure-seconds", type=float, default=10.0, help="(a), (b) timing per model")
     parser.add_argument("--skip-bleu", action="store_true", help="only (a) and (b)")
     parser.add_argument("--skip-throughput", action="store_true", help="only (c)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile one beam search of each model: kernels (CUDA) or operators per step")
     parser.add_argument("--models", nargs="+", metavar="NAME", help="(c) only these of: "
                         + ", ".join([*RNN_CONFIGS, "seq2seq_transformer", "hf_marian"]))
     parser.add_argument("--eval-sentences", type=int, help="(c) translate at most this many valid/test sentences")
@@ -298,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
         report["training"] = training_throughput(args, device)
         print("(b) beam-search throughput …", file=sys.stderr, flush=True)
         report["beam_search"] = beam_throughput(args, device)
+    if args.profile:
+        print("(b) profiling one beam search of each model …", file=sys.stderr, flush=True)
+        report["beam_profile"] = beam_profile(args, device)
     if not args.skip_bleu:
         report["bleu"] = bleu_after_budget(args)
 
@@ -312,6 +376,11 @@ def main(argv: list[str] | None = None) -> int:
               f"(params {training['lab_parameters']:,} vs {training['marian_parameters']:,})")
         print(f"(b) beam {args.beam}    lab {beam['lab_sentences_per_s']:,.1f} sent/s  marian "
               f"{beam['marian_sentences_per_s']:,.1f} sent/s  ratio {beam['ratio']:.2f}")
+    for name, profiled in report.get("beam_profile", {}).items():
+        counts = {k: v for k, v in profiled.items() if k != "top"}
+        print(f"(b) profile {name}: " + ", ".join(f"{k} {v:,.2f}" for k, v in counts.items()))
+        for op in profiled["top"]:
+            print(f"      {op['ms_per_step']:8.3f} ms  {op['calls_per_step']:7.2f}×  {op['name']}")
     for name, scores in report.get("bleu", {}).items():
         print(f"(c) {name:<28} test BLEU {scores['test_bleu']:5.2f}  chrF {scores['test_chrf']:5.2f}  "
               f"after {scores['steps']:,} steps"

@@ -60,7 +60,18 @@ def test_overrides_go_to_every_learner_or_to_the_one_named() -> None:
                      "pqn": ["env.num_envs=4", "agent.epochs=1"]}
 
 
-@pytest.mark.parametrize("argv", [["--lab", "ppo"], ["--seconds", "0"], ["--curve-minutes", "-1"]])
+def test_skip_throughput_runs_only_the_curve(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--device", "cpu", "--skip-throughput", "--lab", "pqn", "--curve-minutes", "0.05",
+            "--plot", str(tmp_path / "curve.png")]
+    argv += [arg for override in TINY if not override.startswith("dqn:") for arg in ("--lab-override", override)]
+    assert load_bench().main(argv) == 0
+    table = capsys.readouterr().out
+    assert "training throughput" not in table and "sb3" not in table.split("machine:")[0]
+    assert "time-to-score pqn: eval ≥ 18 not reached" in table and "time-to-score dqn" not in table
+
+
+@pytest.mark.parametrize("argv", [["--lab", "ppo"], ["--seconds", "0"], ["--curve-minutes", "-1"],
+                                  ["--skip-throughput", "--curve-minutes", "0"]])
 def test_bad_arguments_exit_with_a_usage_error(argv: list[str]) -> None:
     with pytest.raises(SystemExit):
         load_bench().parse_args(argv)

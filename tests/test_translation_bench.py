@@ -1,0 +1,35 @@
+"""Smoke test of bench/translation.py's throughput and profile parts at tiny CPU shapes (the real numbers come
+from a GPU run)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "translation.py"
+TINY = ["--device", "cpu", "--d-model", "32", "--layers", "2", "--heads", "4", "--ffn", "64", "--vocab", "300",
+        "--batch-size", "4", "--source-length", "8", "--target-length", "8", "--decode-batch", "2",
+        "--decode-length", "6", "--measure-seconds", "0.2"]
+
+
+def load_bench():  # noqa: ANN201 - the script is not a package module
+    spec = importlib.util.spec_from_file_location("translation_bench", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_throughput_and_profile_of_both_models(capsys: pytest.CaptureFixture[str]) -> None:
+    assert load_bench().main([*TINY, "--skip-bleu", "--profile", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["training"]["ratio"] > 0 and report["beam_search"]["ratio"] > 0
+    assert report["training"]["lab_parameters"] > 0
+    for model in ("lab", "marian"):
+        profiled = report["beam_profile"][model]
+        assert profiled["operators_per_step"] > 20 and profiled["operator_ms_per_step"] > 0
+        top = profiled["top"]
+        assert 0 < len(top) <= 8 and all(op["name"].startswith("aten::") and op["calls_per_step"] > 0 for op in top)
+        times = [op["ms_per_step"] for op in top]
+        assert times == sorted(times, reverse=True)  # the costliest operators first
