@@ -2,23 +2,19 @@
 from a GPU run)."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "translation.py"
 TINY = ["--device", "cpu", "--d-model", "32", "--layers", "2", "--heads", "4", "--ffn", "64", "--vocab", "300",
         "--batch-size", "4", "--source-length", "8", "--target-length", "8", "--decode-batch", "2",
         "--decode-length", "6", "--measure-seconds", "0.2"]
 
 
-def load_bench():  # noqa: ANN201 - the script is not a package module
-    spec = importlib.util.spec_from_file_location("translation_bench", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load_bench():  # noqa: ANN201
+    from bench import translation
+
+    return translation
 
 
 def test_throughput_and_profile_of_both_models(capsys: pytest.CaptureFixture[str]) -> None:

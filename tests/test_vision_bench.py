@@ -1,20 +1,16 @@
 """Smoke test of bench/backbone_throughput.py at a tiny CPU budget (the real numbers come from a GPU run)."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "backbone_throughput.py"
 
 
-def load_bench():  # noqa: ANN201 - the script is not a package module
-    spec = importlib.util.spec_from_file_location("backbone_throughput", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load_bench():  # noqa: ANN201
+    from bench import backbone_throughput
+
+    return backbone_throughput
 
 
 def test_cpu_run_reports_images_per_second(capsys: pytest.CaptureFixture[str]) -> None:
