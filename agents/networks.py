@@ -1,4 +1,5 @@
-"""Q-networks: a torso (the MLP here, or a CNN encoder from `vision`, see `agents.torsos`) and a plain or dueling head."""
+"""Q-networks: a torso (the MLP here, or a CNN encoder from `vision`: see `agents.torsos`) and a plain or dueling
+head."""
 from __future__ import annotations
 
 import torch

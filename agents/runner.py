@@ -1,4 +1,4 @@
-"""Steps N vector envs for a value-based learner (DQN, PQN) and keeps the episode bookkeeping.
+"""Steps N vector envs for a learner (DQN, PQN, tabular Q-learning) and keeps the episode bookkeeping.
 
 Gymnasium 1.x vector envs reset with the *next* step: after an episode ends, the following `step` ignores its
 action and only maps the final observation to the new episode's first one. That step is no transition, so it

@@ -59,13 +59,14 @@ class TabularQ(Task):
     def __init__(self, config: TabularConfig, device: torch.device, run_dir: Path | None, dist: Any) -> None:
         super().__init__(config, device, run_dir, dist)
         self.cfg = config.agent
+        if config.optim.name != "sgd" or config.optim.momentum:
+            raise LabError("a Q-table learns by plain SGD: set optim.name=sgd and optim.momentum=0 (optim.lr is α)")
         self.runner = EnvRunner(config.env, config.seed, device)  # vector envs and the episode bookkeeping
         obs_space = self.runner.envs.single_observation_space
         if not hasattr(obs_space, "n"):
+            self.runner.close()
             raise LabError(f"env '{config.env.id}' needs Discrete observations for a Q-table (it has "
                            f"{type(obs_space).__name__}); use task: dqn")
-        if config.optim.name != "sgd" or config.optim.momentum:
-            raise LabError("a Q-table learns by plain SGD: set optim.name=sgd and optim.momentum=0 (optim.lr is α)")
         self.n_actions = self.runner.n_actions
         self.model = QTable(int(obs_space.n), self.n_actions, config.model.initial_value).to(device)
         self.generator = torch.Generator(device=device).manual_seed(config.seed)
@@ -122,8 +123,16 @@ class TabularQ(Task):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         restore_generator(self.generator, state["generator"], "exploration")
         self.actions = state["actions"].to(self.device)
-        self.runner.load_state_dict(state["runner"])
+        if not self.runner.load_state_dict(state.get("runner") or runner_state_of_old_checkpoint(state)):
+            self.actions = self.act(self.states, self.epsilon())  # fresh episodes: act on their first states
 
     def close(self) -> None:
         self.runner.close()
         self.evaluator.close()
+
+
+def runner_state_of_old_checkpoint(state: dict[str, Any]) -> dict[str, Any]:
+    """Checkpoints written before tabular agents stepped through EnvRunner kept its fields at the top level."""
+    return {"obs": state["states"], "autoreset": state["autoreset"], "episode_return": state["episode_return"],
+            "episode_length": np.zeros(len(state["autoreset"]), dtype=np.int64), "env_steps": state["env_steps"],
+            "envs": state["envs"]}

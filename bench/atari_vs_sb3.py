@@ -317,13 +317,15 @@ def main(argv: list[str] | None = None) -> int:
                 curves[learner] = time_to_score(learner, args.game, args.curve_minutes, args.device,
                                                 per_learner[learner])
             plot_curves(curves, args.game, args.plot)
-    notes = [f"sb3 learning_starts lowered from RL-Zoo's 100,000 to {SB3_HYPERPARAMS['learning_starts']:,} so "
-             "that its window measures learning; all other sb3 hyperparameters are RL-Zoo's Atari DQN",
-             f"throughput windows open after {args.warmup_updates} gradient updates and last {args.seconds:g} s; "
-             "evaluations are skipped in throughput runs",
-             "steps are agent steps (4 emulator frames) of one game; the lab steps many games at once",
-             "time-to-score counts wall clock from launch, evaluations included; the closing evaluation after "
-             "the time limit is part of the curve"]
+    notes = ["steps are agent steps (4 emulator frames) of one game; the lab steps many games at once"]
+    if tp:
+        notes += [f"sb3 learning_starts lowered from RL-Zoo's 100,000 to {SB3_HYPERPARAMS['learning_starts']:,} "
+                  "so that its window measures learning; all other sb3 hyperparameters are RL-Zoo's Atari DQN",
+                  f"throughput windows open after {args.warmup_updates} gradient updates and last "
+                  f"{args.seconds:g} s; evaluations are skipped in throughput runs"]
+    if curves:
+        notes.append("time-to-score counts wall clock from launch, evaluations included; the closing evaluation "
+                     "after the time limit is part of the curve")
     if args.lab_override:
         notes.append(f"lab overrides: {' '.join(args.lab_override)}")
     if curves:

@@ -200,43 +200,60 @@ def beam_throughput(args: argparse.Namespace, device: torch.device) -> dict[str,
 def beam_profile(args: argparse.Namespace, device: torch.device, top: int = 8) -> dict[str, Any]:
     """Where one beam search's time goes, per decoding step, for each model (torch.profiler).
 
-    On CUDA: the kernels launched and the GPU's busy time, to set against the wall time (a GPU busy for a
-    small part of a step means the host's launches are the bottleneck). On a CPU: the operators called from
-    Python (nested ones not counted again) and their own time."""
+    On CUDA: the kernels launched (copies and memsets apart) and the GPU's busy time, to set against the
+    unprofiled wall time of a step (a GPU busy for a small part of it means the host's launches bound the
+    search). On a CPU: the operators called from Python (nested ones not counted again) and their inclusive time."""
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     on_cuda = device.type == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_cuda else [])
-    steps, report = args.decode_length, {}
+    report = {}
     for name, search in beam_searches(args, device).items():
         search()  # warm-up: kernels chosen, caches filled
         synchronize(device)
         started = time.perf_counter()
+        search()
+        synchronize(device)
+        wall = time.perf_counter() - started
         with profile(activities=activities) as profiler:
             search()
             synchronize(device)
-        wall = time.perf_counter() - started
         if on_cuda:
-            ops = [e for e in profiler.key_averages() if e.device_type == DeviceType.CUDA]
-            busy = [(e.key, e.count, e.self_device_time_total) for e in ops]
+            events = [(e.key, e.count, e.self_device_time_total) for e in profiler.key_averages()
+                      if e.device_type == DeviceType.CUDA]
+            if not events:
+                raise RuntimeError("the profiler recorded no CUDA activity (is CUPTI available?)")
         else:
-            top_level = [e for e in profiler.events() if e.name.startswith("aten::") and not _inside_aten(e)]
-            totals: dict[str, list[float]] = {}
-            for event in top_level:
-                count_and_time = totals.setdefault(event.name, [0, 0.0])
-                count_and_time[0] += 1
-                count_and_time[1] += event.cpu_time_total
-            busy = [(key, count, microseconds) for key, (count, microseconds) in totals.items()]
-        busy.sort(key=lambda item: -item[2])
-        report[name] = {
-            "wall_ms_per_step_profiled": 1e3 * wall / steps,
-            ("kernels_per_step" if on_cuda else "operators_per_step"): sum(count for _, count, _ in busy) / steps,
-            ("gpu_busy_ms_per_step" if on_cuda else "operator_ms_per_step"): sum(t for *_, t in busy) / 1e3 / steps,
-            "top": [{"name": key[:80], "calls_per_step": round(count / steps, 2), "ms_per_step": round(t / 1e3 / steps, 4)}
-                    for key, count, t in busy[:top]],
-        }
+            events = [(e.name, 1, e.cpu_time_total) for e in profiler.events()
+                      if e.name.startswith("aten::") and not _inside_aten(e)]
+        report[name] = summarize_profile(events, args.decode_length, wall, on_cuda, top)
     return report
+
+
+def summarize_profile(events: list[tuple[str, int, float]], steps: int, wall_s: float, on_cuda: bool,
+                      top: int = 8) -> dict[str, Any]:
+    """Per-step figures from (name, calls, microseconds) events: how many kernels (CUDA; memory copies and
+    memsets are reported apart) or operators (CPU), their summed time, and the costliest few."""
+    totals: dict[str, list[float]] = {}
+    for key, count, microseconds in events:
+        total = totals.setdefault(key, [0, 0.0])
+        total[0] += count
+        total[1] += microseconds
+    memory = {key for key in totals if on_cuda and key.startswith(("Memcpy", "Memset"))}
+    work = sorted(((key, count, t) for key, (count, t) in totals.items() if key not in memory), key=lambda e: -e[2])
+    unit = "kernels" if on_cuda else "operators"
+    summary = {
+        "wall_ms_per_step": 1e3 * wall_s / steps,
+        f"{unit}_per_step": sum(count for _, count, _ in work) / steps,
+        ("gpu_busy_ms_per_step" if on_cuda else "operator_ms_per_step"): sum(t for *_, t in work) / 1e3 / steps,
+        "top": [{"name": key[:80], "calls_per_step": round(count / steps, 2), "ms_per_step": round(t / 1e3 / steps, 4)}
+                for key, count, t in work[:top]],
+    }
+    if on_cuda:
+        summary["copies_and_memsets_per_step"] = sum(totals[key][0] for key in memory) / steps
+        summary["copy_ms_per_step"] = sum(totals[key][1] for key in memory) / 1e3 / steps
+    return summary
 
 
 def _inside_aten(event: Any) -> bool:
@@ -325,8 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     parser.add_argument("--budget-seconds", type=float, default=600.0, help="(c) training time per model")
     parser.add_argument("--measure-seconds", type=float, default=10.0, help="(a), (b) timing per model")
-    parser.add_argument("--skip-bleu", action="store_true", help="only (a) and (b)")
-    parser.add_argument("--skip-throughput", action="store_true", help="only (c)")
+    parser.add_argument("--skip-bleu", action="store_true", help="skip (c)")
+    parser.add_argument("--skip-throughput", action="store_true", help="skip (a) and (b)")
     parser.add_argument("--profile", action="store_true",
                         help="also profile one beam search of each model: kernels (CUDA) or operators per step")
     parser.add_argument("--models", nargs="+", metavar="NAME", help="(c) only these of: "

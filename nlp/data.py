@@ -31,7 +31,7 @@ class FileOrDatasetConfig(Section):
     path: Path | None = None
     format: Literal["auto", "tsv", "csv", "jsonl"] = Field("auto", description="file format; auto: by suffix")
     dataset: str | None = None
-    dataset_config: str | None = Field(None, description="Hugging Face dataset config, e.g. de-en")
+    dataset_config: str | None = Field(None, description="Hugging Face dataset config (subset) name")
 
     @field_validator("dataset")
     @classmethod

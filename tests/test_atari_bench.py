@@ -68,6 +68,7 @@ def test_skip_throughput_runs_only_the_curve(tmp_path: Path, capsys: pytest.Capt
     table = capsys.readouterr().out
     assert "training throughput" not in table and "sb3" not in table.split("machine:")[0]
     assert "time-to-score pqn: eval ≥ 18 not reached" in table and "time-to-score dqn" not in table
+    assert "learning_starts" not in table and "throughput windows" not in table  # notes on runs not made
 
 
 @pytest.mark.parametrize("argv", [["--lab", "ppo"], ["--seconds", "0"], ["--curve-minutes", "-1"],

@@ -91,3 +91,23 @@ def test_continuous_envs_and_momentum_are_refused() -> None:
         make_task(["env.id=CartPole-v1", "env.kwargs={}"])
     with pytest.raises(LabError, match="plain SGD"):
         make_task(["optim.momentum=0.9"])
+
+
+def test_a_checkpoint_from_before_the_env_runner_resumes_the_same_way() -> None:
+    trained = make_task([]).task
+    for _ in range(7):
+        trained.train_step()
+    state = trained.state_dict()
+    runner = state["runner"]
+    old_format = {"generator": state["generator"], "states": runner["obs"], "actions": state["actions"],
+                  "autoreset": runner["autoreset"], "episode_return": runner["episode_return"],
+                  "env_steps": runner["env_steps"], "envs": runner["envs"]}
+    continued = []
+    for saved in (state, old_format):
+        task = make_task([]).task
+        task.load_state_dict(saved)
+        losses = [task.train_step().loss.detach().item() for _ in range(5)]
+        continued.append((losses, task.states.tolist(), task.runner.env_steps))
+        task.close()
+    trained.close()
+    assert continued[0] == continued[1] and continued[0][2] == 12 * trained.runner.num_envs

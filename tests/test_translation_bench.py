@@ -29,3 +29,14 @@ def test_throughput_and_profile_of_both_models(capsys: pytest.CaptureFixture[str
         assert 0 < len(top) <= 8 and all(op["name"].startswith("aten::") and op["calls_per_step"] > 0 for op in top)
         times = [op["ms_per_step"] for op in top]
         assert times == sorted(times, reverse=True)  # the costliest operators first
+
+
+def test_a_cuda_profile_counts_kernels_per_step_and_reports_copies_apart() -> None:
+    events = [("ampere_bf16_gemm", 8, 400.0), ("vectorized_elementwise", 16, 160.0), ("ampere_bf16_gemm", 4, 200.0),
+              ("Memcpy HtoD (Pageable -> Device)", 2, 30.0), ("Memset (Device)", 2, 10.0)]
+    summary = load_bench().summarize_profile(events, steps=4, wall_s=0.02, on_cuda=True, top=1)
+    assert summary["kernels_per_step"] == 7  # 28 kernels over 4 steps; the copies and memsets apart
+    assert summary["gpu_busy_ms_per_step"] == pytest.approx(0.19)
+    assert summary["wall_ms_per_step"] == pytest.approx(5.0)
+    assert summary["copies_and_memsets_per_step"] == 1 and summary["copy_ms_per_step"] == pytest.approx(0.01)
+    assert summary["top"] == [{"name": "ampere_bf16_gemm", "calls_per_step": 3.0, "ms_per_step": 0.15}]
