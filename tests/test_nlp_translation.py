@@ -90,6 +90,8 @@ def test_config_errors_are_one_line(corpus: Path) -> None:
         validate_config({"task": "translation", "data": {"batchsize": 3}})
     with pytest.raises(LabError, match="tokenizer.kind"):
         validate_config({"task": "translation", "tokenizer": {"kind": "sentencepiece"}})
+    with pytest.raises(LabError, match="key 'data.dataset' = 'wmt16': .*either data.path or data.dataset, not both"):
+        validate_config({"task": "translation", "data": {"path": "pairs.tsv", "dataset": "wmt16"}})
     config = tiny_config(corpus)
     config.model.options = {"hiden_size": 8}
     with pytest.raises(LabError, match="did you mean 'hidden_size'"):
