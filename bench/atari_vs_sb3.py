@@ -323,13 +323,11 @@ def main(argv: list[str] | None = None) -> int:
                   "so that its window measures learning; all other sb3 hyperparameters are RL-Zoo's Atari DQN",
                   f"throughput windows open after {args.warmup_updates} gradient updates and last "
                   f"{args.seconds:g} s; evaluations are skipped in throughput runs"]
-    if curves:
-        notes.append("time-to-score counts wall clock from launch, evaluations included; the closing evaluation "
-                     "after the time limit is part of the curve")
     if args.lab_override:
         notes.append(f"lab overrides: {' '.join(args.lab_override)}")
     if curves:
-        notes.append(f"curve plot: {args.plot}")
+        notes += ["time-to-score counts wall clock from launch, evaluations included; the closing evaluation "
+                  "after the time limit is part of the curve", f"curve plot: {args.plot}"]
     report = {"throughput": tp, "curve": curves, "machine": machine(args.device),
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "notes": notes}
     if args.json:

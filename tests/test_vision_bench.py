@@ -6,7 +6,6 @@ import json
 import pytest
 
 
-
 def load_bench():  # noqa: ANN201
     from bench import backbone_throughput
 
