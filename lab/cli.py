@@ -90,9 +90,10 @@ def build_parser(plugin_commands: bool = True) -> tuple[argparse.ArgumentParser,
 
 def cmd_train(args: argparse.Namespace) -> int:
     from lab.config import load_config
-    from lab.runs import create_run_dir, default_run_dir, open_run
+    from lab.runs import create_run_dir, default_run_dir, discard_new_run_dir, open_run
     from lab.trainer import Trainer, TrainingInterrupted
 
+    new_dir_existed: bool | None = None  # a new run made here: whether its dir existed (empty) before
     if args.resume is not None:
         if args.run_dir is not None:
             raise LabError("use either --resume RUN_DIR or --run-dir DIR, not both")
@@ -114,13 +115,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         import os
 
         if int(os.environ.get("RANK", "0")) == 0:
+            new_dir_existed = run_dir.exists()  # (it is empty if so: create_run_dir refuses a dir with files)
             info = create_run_dir(run_dir, config, args.config)
         else:  # torchrun: rank 0 creates the dir; the others share its id
             info = {"run_id": run_dir.name}
         resume_from = None
 
     started = time.perf_counter()
-    trainer = Trainer(config, run_dir, run_id=info["run_id"])
+    try:
+        trainer = Trainer(config, run_dir, run_id=info["run_id"])
+    except LabError:  # bad input found while building the run (an unknown torso, say): leave no half-made run
+        if new_dir_existed is not None:
+            discard_new_run_dir(run_dir, existed=new_dir_existed)
+        raise
     sync_hint = None
     try:
         result = trainer.fit(resume_from=resume_from)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,15 @@ def create_run_dir(run_dir: Path, config: RunConfig, config_source: str) -> dict
     save_config(config, run_dir / CONFIG_FILE)
     atomic_write_json(run_dir / RUN_FILE, info)
     return info
+
+
+def discard_new_run_dir(run_dir: Path, existed: bool) -> None:
+    """Undo `create_run_dir` when the run could not start (bad input found while building it): the dir was
+    absent or empty before, so everything in it now is this command's. A dir the user made is kept, empty."""
+    for entry in run_dir.iterdir():
+        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    if not existed:
+        run_dir.rmdir()
 
 
 def open_run(run_dir: Path, overrides: list[str] | None = None) -> tuple[RunConfig, dict[str, Any]]:

@@ -50,6 +50,18 @@ def test_new_run_in_a_non_empty_dir_is_refused_and_nothing_is_touched(trained_ru
     assert before == {p: p.stat().st_mtime_ns for p in trained_run.rglob("*") if p.is_file()}
 
 
+def test_a_run_that_cannot_be_built_leaves_no_run_dir(tmp_path: Path, capsys) -> None:
+    new = tmp_path / "new"
+    assert main(["train", "dqn/cartpole", *TINY, "model.torso=natur_cnn", "--run-dir", str(new)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown model.torso 'natur_cnn'" in err
+    assert not new.exists()
+    made_by_user = tmp_path / "empty"
+    made_by_user.mkdir()
+    assert main(["train", "dqn/cartpole", *TINY, "model.torso=natur_cnn", "--run-dir", str(made_by_user)]) == 2
+    assert made_by_user.is_dir() and not any(made_by_user.iterdir())
+
+
 def test_resume_of_a_finished_run_extends_it(trained_run: Path, tmp_path: Path, capsys) -> None:
     import shutil
 
