@@ -1,7 +1,8 @@
 """Translation benchmark: the lab's Transformer against Hugging Face's MarianMTModel of the same shape.
 
     (a) training throughput, target tokens/s, on identical synthetic batches (bf16 autocast on CUDA)
-    (b) beam-search throughput, sentences/s, beam 5, every output forced to the same length
+    (b) beam-search throughput, sentences/s, beam 5, every output forced to the same length; on CUDA the
+        lab's search replays a captured CUDA graph per step (its eager steps are timed too)
     (c) test BLEU on the Ding split after training GRU + Bahdanau, LSTM + Luong, the Transformer and a
         Marian model from scratch, each for the same wall-clock budget under the lab's Trainer
 
@@ -77,7 +78,7 @@ class MarianSeq2Seq(Seq2SeqModel):
         encoded = self.marian.get_encoder()(input_ids=source, attention_mask=source_mask.long()).last_hidden_state
         return {"encoded": encoded, "source_mask": source_mask}
 
-    def init_state(self, memory: Tensors) -> Tensors:
+    def init_state(self, memory: Tensors, capacity: int | None = None) -> Tensors:
         return {"prefix": memory["source_mask"].new_zeros(memory["source_mask"].size(0), 0, dtype=torch.long)}
 
     def decode_step(self, previous: torch.Tensor, memory: Tensors, state: Tensors, need_attention: bool = False
@@ -168,17 +169,22 @@ def training_throughput(args: argparse.Namespace, device: torch.device) -> dict[
 
 def beam_searches(args: argparse.Namespace, device: torch.device) -> dict[str, Callable[[], int]]:
     """One beam search of the same synthetic batch by each model, every hypothesis forced to the same length;
-    each returns the number of sentences it translated."""
+    each returns the number of sentences it translated. On CUDA the lab's search runs twice: as it does by
+    default (each step a CUDA-graph replay, capture included in the time) and with every step eager."""
     lab_model, marian = build_pair(args, device)
     lab_model.eval(), marian.eval()
     source, mask, _, _ = synthetic_batch(args, args.decode_batch, device, seed=2)
     length, beams, bf16 = args.decode_length, args.beam, device.type == "cuda"
 
-    @torch.no_grad()
-    def lab_search() -> int:
-        with autocast(device, bf16):
-            beam_search(lab_model, source, mask, beam_size=beams, max_length=length, min_length=length)
-        return source.size(0)
+    def lab_search(cuda_graph: bool) -> Callable[[], int]:
+        @torch.no_grad()
+        def search() -> int:
+            with autocast(device, bf16):
+                beam_search(lab_model, source, mask, beam_size=beams, max_length=length, min_length=length,
+                            cuda_graph=cuda_graph)
+            return source.size(0)
+
+        return search
 
     @torch.no_grad()
     def marian_search() -> int:
@@ -187,14 +193,20 @@ def beam_searches(args: argparse.Namespace, device: torch.device) -> dict[str, C
                             max_new_tokens=length, min_new_tokens=length, early_stopping=False)
         return source.size(0)
 
-    return {"lab": lab_search, "marian": marian_search}
+    searches = {"lab": lab_search(cuda_graph=True), "marian": marian_search}
+    if device.type == "cuda":
+        searches["lab_eager"] = lab_search(cuda_graph=False)
+    return searches
 
 
 def beam_throughput(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
-    searches = beam_searches(args, device)
-    lab_rate = timed(searches["lab"], device, args.measure_seconds, warmup=1)
-    marian_rate = timed(searches["marian"], device, args.measure_seconds, warmup=1)
-    return {"lab_sentences_per_s": lab_rate, "marian_sentences_per_s": marian_rate, "ratio": lab_rate / marian_rate}
+    rates = {name: timed(search, device, args.measure_seconds, warmup=1)
+             for name, search in beam_searches(args, device).items()}
+    report = {f"{name}_sentences_per_s": rate for name, rate in rates.items()}
+    report["ratio"] = rates["lab"] / rates["marian"]
+    if "lab_eager" in rates:
+        report["eager_ratio"] = rates["lab_eager"] / rates["marian"]
+    return report
 
 
 def beam_profile(args: argparse.Namespace, device: torch.device, top: int = 8) -> dict[str, Any]:
@@ -392,7 +404,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{training['marian_tokens_per_s']:,.0f} tok/s  ratio {training['ratio']:.2f}  "
               f"(params {training['lab_parameters']:,} vs {training['marian_parameters']:,})")
         print(f"(b) beam {args.beam}    lab {beam['lab_sentences_per_s']:,.1f} sent/s  marian "
-              f"{beam['marian_sentences_per_s']:,.1f} sent/s  ratio {beam['ratio']:.2f}")
+              f"{beam['marian_sentences_per_s']:,.1f} sent/s  ratio {beam['ratio']:.2f}"
+              + (f"  (lab eager steps {beam['lab_eager_sentences_per_s']:,.1f} sent/s, ratio {beam['eager_ratio']:.2f})"
+                 if "lab_eager_sentences_per_s" in beam else ""))
     for name, profiled in report.get("beam_profile", {}).items():
         counts = {k: v for k, v in profiled.items() if k != "top"}
         print(f"(b) profile {name}: " + ", ".join(f"{k} {v:,.2f}" for k, v in counts.items()))

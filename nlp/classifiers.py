@@ -160,7 +160,7 @@ class TransformerClassifier(nn.Module):
         if self.cls is not None:
             x = torch.cat([self.cls.expand(len(ids), -1, -1), x], dim=1)
             mask = torch.cat([mask.new_ones(len(ids), 1), mask], dim=1)
-        x = self.dropout(x + self.positions(0, x.size(1)))
+        x = self.dropout(x + self.positions(torch.arange(x.size(1), device=x.device)))
         attention_mask = mask[:, None, None, :]
         for layer in self.layers:
             x = layer(x, attention_mask)

@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from nlp.batching import source_batch
-from nlp.decoding import DecodingConfig, beam_search, decode, greedy_decode, length_penalty, max_output_length
+from lab.errors import LabError
+from nlp.decoding import (DecodingConfig, beam_search, decode, greedy_decode, length_penalty, max_output_length,
+                          run_until_finished)
 from nlp.metrics import score_translations
 from nlp.models import build_model, list_models
 from nlp.tokenization import EOS_ID, PAD_ID
@@ -112,6 +114,94 @@ def test_transformer_cache_grows_by_one_position_per_step_and_cross_attention_is
         previous = logits.argmax(-1)
         assert {t.size(2) for t in state.values()} == {step + 1}
         assert not any(name.startswith("cross") for name in state)
+
+
+def test_fixed_size_cache_decodes_like_the_growing_cache_through_reorders() -> None:
+    model = random_model("seq2seq_transformer", seed=4)
+    source, mask = source_batch(SOURCES)
+    memory = model.encode(source, mask)
+    growing, fixed = model.init_state(memory), model.init_state(memory, capacity=6)
+    assert fixed["self_keys.0"].shape == (3, 4, 6, 8) and fixed["position"].tolist() == [0, 0, 0]
+    previous = torch.ones(3, dtype=torch.long)
+    for step in range(5):
+        logits, growing, _ = model.decode_step(previous, memory, growing)
+        fixed_logits, fixed, _ = model.decode_step(previous, memory, fixed)
+        torch.testing.assert_close(fixed_logits, logits, atol=1e-4, rtol=1e-4)
+        assert fixed["self_keys.0"].size(2) == 6 and fixed["position"].tolist() == [step + 1] * 3
+        rows = torch.tensor([2, 0, 0]) if step == 1 else torch.arange(3)  # beam search copies and drops rows
+        memory = {name: tensor.index_select(0, rows) for name, tensor in memory.items()}
+        growing = {name: tensor.index_select(0, rows) for name, tensor in growing.items()}
+        fixed = {name: tensor.index_select(0, rows) for name, tensor in fixed.items()}
+        previous = logits.index_select(0, rows).argmax(-1)
+    with pytest.raises(LabError, match="max_positions"):
+        model.init_state(memory, capacity=model.max_positions + 1)
+
+
+def test_beam_search_on_a_fixed_size_cache_matches_the_growing_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fixed-shape path is what a CUDA graph captures; on a CPU it is checked eagerly against the default."""
+    model = random_model("seq2seq_transformer", seed=5)
+    source, mask = source_batch(SOURCES)
+    growing = beam_search(model, source, mask, beam_size=4, max_length=10, return_attention=True)
+    init_state = model.init_state
+    monkeypatch.setattr(model, "init_state", lambda memory, capacity=None: init_state(memory, capacity=10))
+    fixed = beam_search(model, source, mask, beam_size=4, max_length=10, return_attention=True)
+    assert growing.tokens.size(1) > 3
+    assert torch.equal(fixed.tokens, growing.tokens)
+    torch.testing.assert_close(fixed.scores, growing.scores, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(fixed.attention, growing.attention, atol=1e-4, rtol=1e-4)
+
+
+def test_a_beam_search_step_traces_whole_so_a_cuda_graph_can_capture_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.compile with fullgraph=True refuses a step that reads a tensor on the host (`.item()`, a branch on
+    a value, an output whose shape depends on values), which is exactly what a CUDA graph cannot capture."""
+    import nlp.decoding
+
+    model = random_model("seq2seq_transformer", seed=5)
+    source, mask = source_batch(SOURCES)
+    expected = beam_search(model, source, mask, beam_size=4, max_length=10, min_length=2, return_attention=True)
+    init_state = model.init_state
+    monkeypatch.setattr(model, "init_state", lambda memory, capacity=None: init_state(memory, capacity=10))
+    run_eagerly = nlp.decoding.run_until_finished
+    traced_steps = []
+
+    def run_traced(step, carry, max_steps, cuda_graph=False):  # noqa: ANN001, ANN202
+        traced_steps.append(torch.compile(step, fullgraph=True, backend="eager", dynamic=False))
+        return run_eagerly(traced_steps[-1], carry, max_steps, cuda_graph)
+
+    monkeypatch.setattr(nlp.decoding, "run_until_finished", run_traced)
+    traced = beam_search(model, source, mask, beam_size=4, max_length=10, min_length=2, return_attention=True)
+    assert len(traced_steps) == 1
+    assert torch.equal(traced.tokens, expected.tokens)
+    torch.testing.assert_close(traced.attention, expected.attention, atol=1e-4, rtol=1e-4)
+
+
+def test_run_until_finished_stops_when_every_row_has_finished_or_at_the_step_limit() -> None:
+    def count(carry: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        steps = carry["steps"] + 1
+        return {"steps": steps, "finished": steps >= carry["needed"], "needed": carry["needed"]}
+
+    start = {"steps": torch.zeros(2, dtype=torch.long), "finished": torch.zeros(2, dtype=torch.bool),
+             "needed": torch.tensor([2, 4])}
+    carry, taken = run_until_finished(count, start, max_steps=10)
+    assert taken == 4 and carry["steps"].tolist() == [4, 4]
+    assert run_until_finished(count, start, max_steps=3)[1] == 3
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("bf16", [False, True])
+def test_cuda_graph_replays_give_the_eager_steps_results(bf16: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = random_model("seq2seq_transformer", seed=6).cuda()
+    source, mask = (t.cuda() for t in source_batch(SOURCES))
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+        graphed = beam_search(model, source, mask, beam_size=4, max_length=12, min_length=8, return_attention=True)
+        init_state = model.init_state  # the same fixed-size cache, stepped eagerly
+        monkeypatch.setattr(model, "init_state", lambda memory, capacity=None: init_state(memory, capacity=12))
+        eager = beam_search(model, source, mask, beam_size=4, max_length=12, min_length=8, return_attention=True,
+                            cuda_graph=False)
+    assert graphed.tokens.size(1) >= 8
+    assert torch.equal(graphed.tokens, eager.tokens)
+    torch.testing.assert_close(graphed.scores, eager.scores)
+    torch.testing.assert_close(graphed.attention, eager.attention)
 
 
 def test_min_length_keeps_eos_away_and_max_length_is_bounded() -> None:

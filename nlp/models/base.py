@@ -8,7 +8,9 @@ position. Decoding encodes once, then advances one token at a time:
     logits, state, attention = model.decode_step(previous_tokens, memory, state)
 
 `memory` and `state` are dicts of batch-first tensors, so beam search can copy and reorder hypotheses
-without knowing what is inside.
+without knowing what is inside. A model whose `fixed_shape_state` is True returns, for
+`init_state(memory, capacity=N)`, a state that keeps its shapes for N steps, so that on a GPU one decoding
+step can be captured as a CUDA graph and replayed.
 """
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ class Seq2SeqModel(nn.Module):
 
     # The longest sequence a model can handle (learned positions have a table of this size).
     max_positions: int = 1024
+    # Whether init_state(memory, capacity) gives a state whose shapes stay fixed while decoding.
+    fixed_shape_state: bool = False
 
     def forward(self, source: torch.Tensor, source_mask: torch.Tensor, target_in: torch.Tensor) -> torch.Tensor:
         """Logits (B, T, V) for each position of `target_in` (B, T) given the source (B, S)."""
@@ -34,7 +38,8 @@ class Seq2SeqModel(nn.Module):
     def encode(self, source: torch.Tensor, source_mask: torch.Tensor) -> Tensors:
         raise NotImplementedError
 
-    def init_state(self, memory: Tensors) -> Tensors:
+    def init_state(self, memory: Tensors, capacity: int | None = None) -> Tensors:
+        """The decoder state before the first step; `capacity` (steps to come) matters to a fixed-shape state."""
         raise NotImplementedError
 
     def decode_step(self, previous: torch.Tensor, memory: Tensors, state: Tensors, need_attention: bool = False

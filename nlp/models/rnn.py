@@ -142,7 +142,7 @@ class RNNSeq2Seq(Seq2SeqModel):
             memory["keys"] = self.attention.project_keys(annotations)
         return memory
 
-    def init_state(self, memory: Tensors) -> Tensors:
+    def init_state(self, memory: Tensors, capacity: int | None = None) -> Tensors:
         state = {"hidden": memory["final_hidden"]}
         if self.cell == "lstm":
             state["cell"] = memory["final_cell"]

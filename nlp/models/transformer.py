@@ -4,9 +4,11 @@ Each sub-layer computes x + Dropout(Sublayer(LayerNorm(x))) (Xiong et al., 2020)
 without a long warm-up; a final LayerNorm closes each stack. Attention runs through
 `torch.nn.functional.scaled_dot_product_attention`, which picks a fused kernel where one exists.
 
-Decoding keeps a KV cache: each step projects only the newest token and appends its keys and values
-to the cache of every self-attention layer, while the cross-attention keys and values are projected
-from the encoder output once per sentence (in `encode`).
+Decoding keeps a KV cache: each step projects only the newest token and adds its keys and values to
+the cache of every self-attention layer, while the cross-attention keys and values are projected from
+the encoder output once per sentence (in `encode`). The cache either grows by one position a step, or
+(`init_state(memory, capacity=N)`) has N slots from the start, filled one a step and masked until then:
+a step whose shapes never change can be captured once as a CUDA graph and replayed.
 """
 from __future__ import annotations
 
@@ -55,13 +57,16 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(d_model, d_model)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, causal: bool = False,
-                cache: tuple[torch.Tensor, torch.Tensor] | None = None
+                cache: tuple[torch.Tensor, torch.Tensor] | None = None, write_slot: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """With a `cache` of earlier keys/values, `x` is the newest position only. Returns the output and
-        the keys/values of every position so far (the cache for the next step)."""
+        the keys/values of every position so far (the cache for the next step). A fixed-size cache comes
+        with `write_slot` (B, 1, slots, 1), True at the slot this position fills, and `mask` over the slots."""
         q, k, v = (split_heads(t, self.heads) for t in self.qkv(x).chunk(3, dim=-1))
-        if cache is not None:
+        if cache is not None and write_slot is None:
             k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
+        elif cache is not None:
+            k, v = torch.where(write_slot, k, cache[0]), torch.where(write_slot, v, cache[1])
         attended, _ = attend(q, k, v, mask, causal, self.dropout if self.training else 0.0, need_weights=False)
         return self.out(merge_heads(attended)), (k, v)
 
@@ -115,11 +120,14 @@ class DecoderLayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, cross_keys: torch.Tensor, cross_values: torch.Tensor,
-                source_mask: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None, need_weights: bool
+                source_mask: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None, need_weights: bool,
+                visible_slots: torch.Tensor | None = None, write_slot: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor], torch.Tensor | None]:
         """With `cache` (keys, values of the earlier positions) `x` is the newest position only; without it,
-        `x` is the whole target, masked causally. Returns the output, the extended cache and the cross-attention."""
-        attended, cache = self.self_attention(self.norm1(x), causal=cache is None, cache=cache)
+        `x` is the whole target, masked causally. Returns the output, the extended cache and the cross-attention.
+        A fixed-size cache comes with the slots this position may attend to and the one it writes."""
+        attended, cache = self.self_attention(self.norm1(x), mask=visible_slots, causal=cache is None, cache=cache,
+                                              write_slot=write_slot)
         x = x + self.dropout(attended)
         attended, weights = self.cross_attention(self.norm2(x), cross_keys, cross_values, source_mask, need_weights)
         x = x + self.dropout(attended)
@@ -139,8 +147,8 @@ class SinusoidalPositions(nn.Module):
         table[:, 1::2] = torch.cos(position * frequency)
         self.register_buffer("table", table, persistent=False)
 
-    def forward(self, start: int, length: int) -> torch.Tensor:
-        return self.table[start:start + length]
+    def forward(self, positions: torch.Tensor) -> torch.Tensor:
+        return self.table[positions]
 
 
 class LearnedPositions(nn.Module):
@@ -149,8 +157,8 @@ class LearnedPositions(nn.Module):
         self.table = nn.Embedding(max_positions, d_model)
         nn.init.normal_(self.table.weight, std=0.02)
 
-    def forward(self, start: int, length: int) -> torch.Tensor:
-        return self.table.weight[start:start + length]
+    def forward(self, positions: torch.Tensor) -> torch.Tensor:
+        return self.table(positions)
 
 
 class Transformer(Seq2SeqModel):
@@ -197,10 +205,18 @@ class Transformer(Seq2SeqModel):
     def source_table(self) -> nn.Embedding:
         return self.target_embedding if self.source_embedding is None else self.source_embedding
 
-    def embed(self, table: nn.Embedding, tokens: torch.Tensor, start: int = 0) -> torch.Tensor:
-        if start + tokens.size(1) > self.max_positions:
-            raise LabError(f"sequence of {start + tokens.size(1)} tokens is longer than max_positions={self.max_positions}")
-        return self.dropout(table(tokens) * math.sqrt(self.d_model) + self.positions(start, tokens.size(1)))
+    def check_length(self, length: int) -> None:
+        if length > self.max_positions:
+            raise LabError(f"sequence of {length} tokens is longer than max_positions={self.max_positions}")
+
+    def embed(self, table: nn.Embedding, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Scaled token embeddings plus the embeddings of their `positions` ((T,) shared or (B, T))."""
+        return self.dropout(table(tokens) * math.sqrt(self.d_model) + self.positions(positions))
+
+    def embed_from(self, table: nn.Embedding, tokens: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Embed `tokens` (B, T) at positions start … start + T − 1."""
+        self.check_length(start + tokens.size(1))
+        return self.embed(table, tokens, torch.arange(start, start + tokens.size(1), device=tokens.device))
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         if self.generator is None:
@@ -210,7 +226,7 @@ class Transformer(Seq2SeqModel):
     # --- encoder ---------------------------------------------------------------------------------------------------
     def encode(self, source: torch.Tensor, source_mask: torch.Tensor) -> Tensors:
         attention_mask = source_mask[:, None, None, :]
-        x = self.embed(self.source_table, source)
+        x = self.embed_from(self.source_table, source)
         for layer in self.encoder_layers:
             x = layer(x, attention_mask)
         encoded = self.encoder_norm(x)
@@ -220,10 +236,16 @@ class Transformer(Seq2SeqModel):
         return memory
 
     # --- decoder ---------------------------------------------------------------------------------------------------
-    def init_state(self, memory: Tensors) -> Tensors:
+    fixed_shape_state = True
+
+    def init_state(self, memory: Tensors, capacity: int | None = None) -> Tensors:
+        """An empty KV cache that grows by a position a step, or with `capacity` slots and the next position
+        to fill (`position`, one per row) when its shape must stay fixed."""
         batch = memory["source_mask"].size(0)
-        empty = memory["cross_keys.0"].new_zeros(batch, self.heads, 0, self.d_model // self.heads)
-        state = {}
+        if capacity is not None:
+            self.check_length(capacity)
+        empty = memory["cross_keys.0"].new_zeros(batch, self.heads, capacity or 0, self.d_model // self.heads)
+        state = {} if capacity is None else {"position": memory["source_mask"].new_zeros(batch, dtype=torch.long)}
         for i in range(len(self.decoder_layers)):
             state[f"self_keys.{i}"], state[f"self_values.{i}"] = empty, empty
         return state
@@ -232,16 +254,24 @@ class Transformer(Seq2SeqModel):
                ) -> tuple[torch.Tensor, Tensors, torch.Tensor | None]:
         """Hidden states (B, T, d_model) of `target`'s positions. With `state` (a KV cache), `target` continues
         the cached prefix; without it, it is the whole target. Also returns the new cache and, if asked, the
-        last layer's cross-attention averaged over heads (B, T, S)."""
-        start = 0 if state is None else state["self_keys.0"].size(2)
-        x = self.embed(self.target_embedding, target, start)
+        last layer's cross-attention averaged over heads (B, T, S). A fixed-size cache takes one position a call."""
+        new_state, weights, visible_slots, write_slot = {}, None, None, None
+        if state is not None and "position" in state:
+            position = state["position"]  # (B,): the slot this token fills
+            slots = torch.arange(state["self_keys.0"].size(2), device=target.device)
+            visible_slots = (slots <= position.unsqueeze(1))[:, None, None, :]  # (B, 1, 1, slots)
+            write_slot = (slots == position.unsqueeze(1))[:, None, :, None]  # (B, 1, slots, 1)
+            x = self.embed(self.target_embedding, target, position.unsqueeze(1))
+            new_state["position"] = position + 1
+        else:
+            x = self.embed_from(self.target_embedding, target, 0 if state is None else state["self_keys.0"].size(2))
         attention_mask = memory["source_mask"][:, None, None, :]
-        new_state, weights = {}, None
         last = len(self.decoder_layers) - 1
         for i, layer in enumerate(self.decoder_layers):
             cache = None if state is None else (state[f"self_keys.{i}"], state[f"self_values.{i}"])
             x, (keys, values), layer_weights = layer(x, memory[f"cross_keys.{i}"], memory[f"cross_values.{i}"],
-                                                     attention_mask, cache, need_attention and i == last)
+                                                     attention_mask, cache, need_attention and i == last,
+                                                     visible_slots, write_slot)
             new_state[f"self_keys.{i}"], new_state[f"self_values.{i}"] = keys, values
             if layer_weights is not None:
                 weights = layer_weights.mean(dim=1)
