@@ -14,12 +14,14 @@ action of one game, 4 emulator frames) on both sides.
 Time-to-score. Each lab learner trains from launch (the clock starts before the Trainer builds envs, networks
 and compiles) with its config's eval cadence, for up to `--curve-minutes` of wall clock or until an evaluation
 reaches the config's `trainer.stop_at` (18 on Pong). Every evaluation is recorded as (wall seconds from launch,
-env steps, mean return); time spent in evaluations counts. The curves go to a PNG.
+env steps, mean return); time spent in evaluations counts. The curves go to a PNG, and with `--curve-log` each
+evaluation is also appended to a JSON-lines file the moment it ends, so a run cut off from outside keeps its curve.
 
     python bench/atari_vs_sb3.py                               # Pong: 120 s per side, 10-minute curves
     python bench/atari_vs_sb3.py --json --plot /tmp/pong.png   # one JSON object on stdout
     python bench/atari_vs_sb3.py --curve-minutes 0 --lab pqn   # throughput only, sb3 against PQN
     python bench/atari_vs_sb3.py --skip-throughput --lab pqn   # PQN's time-to-score curve only
+    python bench/atari_vs_sb3.py --skip-throughput --lab pqn --curve-log evals.jsonl   # …each eval as it ends
     python bench/atari_vs_sb3.py --device cpu --seconds 20 --curve-minutes 0.5 \\
         --lab-override env.num_envs=4 --lab-override model.compile=false --lab-override dqn:agent.buffer_size=2000
 """
@@ -184,8 +186,10 @@ def throughput(game: str, learners: list[str], seconds: float, device: str, over
     return report
 
 
-def time_to_score(learner: str, game: str, minutes: float, device: str, overrides: list[str]) -> dict[str, Any]:
-    """Train from launch until an eval reaches trainer.stop_at or `minutes` pass; every eval is a curve point."""
+def time_to_score(learner: str, game: str, minutes: float, device: str, overrides: list[str],
+                  log: Path | None = None) -> dict[str, Any]:
+    """Train from launch until an eval reaches trainer.stop_at or `minutes` pass; every eval is a curve point,
+    appended to `log` (JSON lines) as soon as it is made."""
     launched = time.perf_counter()  # before the Trainer: envs, networks and compilation count
     config = lab_config(learner, game, device, overrides)
     target = config.trainer.stop_at
@@ -197,6 +201,9 @@ def time_to_score(learner: str, game: str, minutes: float, device: str, override
         metrics = evaluate(episodes)
         evals.append({"wall_s": time.perf_counter() - launched, "env_steps": trainer.step,
                       "mean_return": metrics["mean_return"]})
+        if log is not None:
+            with log.open("a") as lines:
+                lines.write(json.dumps({"learner": learner, **evals[-1]}) + "\n")
         return metrics
     trainer.task.evaluate = recorded
 
@@ -292,6 +299,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-throughput", action="store_true", help="only the time-to-score curves")
     parser.add_argument("--curve-minutes", type=float, default=10.0, help="time-to-score budget; 0 skips it")
     parser.add_argument("--plot", type=Path, default=DEFAULT_PLOT, help="PNG of the time-to-score curves")
+    parser.add_argument("--curve-log", type=Path, metavar="JSONL",
+                        help="append each evaluation of the curves to this file as it ends")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = parser.parse_args(argv)
     args.lab = [learner for learner in args.lab.split(",") if learner]
@@ -315,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
             for learner in args.lab:
                 print(f"time-to-score: {learner} for up to {args.curve_minutes:g} min", file=sys.stderr, flush=True)
                 curves[learner] = time_to_score(learner, args.game, args.curve_minutes, args.device,
-                                                per_learner[learner])
+                                                per_learner[learner], args.curve_log)
             plot_curves(curves, args.game, args.plot)
     notes = ["steps are agent steps (4 emulator frames) of one game; the lab steps many games at once"]
     if tp:

@@ -25,8 +25,9 @@ def load_bench():  # noqa: ANN201
 def test_cpu_run_reports_throughput_ratios_and_curves(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bench = load_bench()
     plot = tmp_path / "curve.png"
+    log = tmp_path / "evals.jsonl"
     argv = ["--device", "cpu", "--seconds", "2", "--warmup-updates", "2", "--curve-minutes", "0.1",
-            "--plot", str(plot), "--json"]
+            "--plot", str(plot), "--curve-log", str(log), "--json"]
     argv += [arg for override in TINY for arg in ("--lab-override", override)]
     assert bench.main(argv) == 0
     report = json.loads(capsys.readouterr().out)
@@ -51,6 +52,8 @@ def test_cpu_run_reports_throughput_ratios_and_curves(tmp_path: Path, capsys: py
         assert walls == sorted(walls) and walls[-1] <= curve["wall_s"]
         assert -21 <= curve["final_return"] <= 21
     assert plot.stat().st_size > 0
+    logged = [json.loads(line) for line in log.read_text().splitlines()]  # written as each evaluation ended
+    assert logged == [{"learner": learner, **e} for learner in ("dqn", "pqn") for e in report["curve"][learner]["evals"]]
     assert {"machine", "date", "notes"} <= report.keys() and report["machine"]["ale_py"]
 
 
