@@ -2,7 +2,8 @@
 
 One training step is forward + cross-entropy + backward + SGD step on synthetic images and labels
 (1000 classes, ImageNet stem), under bf16 autocast with channels_last memory format. Both models run the same
-batch, eager and with torch.compile, in one process; the table shows images/s and the ratio lab/timm.
+batch, eager and with torch.compile, in one process, taking turns over several timed rounds; the table shows
+median images/s and the median lab/timm ratio of the rounds with its range.
 timm is imported only here; without it the lab's model is measured alone.
 
     python bench/backbone_throughput.py                       # GPU: batch 256, 224×224
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -50,61 +52,80 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(
-    make_model: Callable[[], nn.Module],
-    compiled: bool,
-    device: torch.device,
-    batch: int,
-    image_size: int,
-    warmup: int,
-    steps: int,
-) -> dict[str, float]:
-    """Images/s over `steps` timed training steps, after `warmup` untimed ones (which include compilation)."""
-    torch.manual_seed(0)
-    model = make_model().to(device, memory_format=torch.channels_last).train()
-    params = sum(p.numel() for p in model.parameters())
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    forward = torch.compile(model) if compiled else model
-    images = torch.randn(batch, 3, image_size, image_size, device=device).contiguous(memory_format=torch.channels_last)
-    labels = torch.randint(0, NUM_CLASSES, (batch,), device=device)
+class TrainingStep:
+    """One model's training step on fixed synthetic images: forward, cross-entropy, backward, SGD."""
 
-    def step() -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16):
-            loss = F.cross_entropy(forward(images), labels)
+    def __init__(self, make_model: Callable[[], nn.Module], compiled: bool, device: torch.device, batch: int,
+                 image_size: int) -> None:
+        torch.manual_seed(0)
+        self.model = make_model().to(device, memory_format=torch.channels_last).train()
+        self.params = sum(p.numel() for p in self.model.parameters())
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1, momentum=0.9)
+        self.forward = torch.compile(self.model) if compiled else self.model
+        self.device, self.batch = device, batch
+        self.images = torch.randn(batch, 3, image_size, image_size, device=device).contiguous(
+            memory_format=torch.channels_last)
+        self.labels = torch.randint(0, NUM_CLASSES, (batch,), device=device)
+
+    def __call__(self) -> None:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16):
+            loss = F.cross_entropy(self.forward(self.images), self.labels)
         loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
 
-    start_compile = time.perf_counter()
-    for _ in range(warmup):
-        step()
-    synchronize(device)
-    warmup_s = time.perf_counter() - start_compile
-
-    if device.type == "cuda":  # events time the GPU work itself, not the Python that queues it
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(steps):
-            step()
-        end.record()
-        end.synchronize()
-        seconds = start.elapsed_time(end) / 1000
-    else:
+    def seconds_for(self, steps: int) -> float:
+        """Wall time of `steps` steps; on CUDA, events time the GPU work rather than the Python that queues it."""
+        if self.device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(steps):
+                self()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / 1000
         begin = time.perf_counter()
         for _ in range(steps):
-            step()
-        seconds = time.perf_counter() - begin
-    del model, forward, optimizer
+            self()
+        return time.perf_counter() - begin
+
+
+def measure(factories: dict[str, Callable[[], nn.Module]], compiled: bool, device: torch.device, batch: int,
+            image_size: int, warmup: int, steps: int, rounds: int) -> dict[str, dict[str, float] | float | list]:
+    """Images/s of each model in `rounds` timed windows of `steps` steps, the models taking turns (the order
+    flips every round, so drifting clocks favour neither), after `warmup` untimed steps each (compilation
+    included). A model's figure is its median window; the lab/timm ratio is the median of the rounds' ratios."""
+    results: dict[str, dict[str, float] | float | list] = {}
+    runners: dict[str, TrainingStep] = {}
+    for name, make_model in factories.items():
+        try:
+            runner = TrainingStep(make_model, compiled, device, batch, image_size)
+            started = time.perf_counter()
+            for _ in range(warmup):
+                runner()
+            synchronize(device)
+            runners[name] = runner
+            results[name] = {"warmup_s": time.perf_counter() - started, "params": runner.params}
+        except Exception as error:  # noqa: BLE001 - e.g. torch.compile without a C++ compiler: report and go on
+            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            results[name] = {"error": f"{type(error).__name__}: {message}"}
+    windows: dict[str, list[float]] = {name: [] for name in runners}
+    for round_index in range(rounds):
+        for name in (list(runners) if round_index % 2 == 0 else list(reversed(runners))):
+            windows[name].append(batch * steps / runners[name].seconds_for(steps))
+    for name, rates in windows.items():
+        results[name].update(images_per_s=statistics.median(rates), step_ms=1000 * batch / statistics.median(rates),
+                             rounds_images_per_s=rates)
+    if "lab" in windows and "timm" in windows:
+        ratios = [lab / timm for lab, timm in zip(windows["lab"], windows["timm"])]
+        results["ratio_lab_over_timm"] = statistics.median(ratios)
+        results["round_ratios"] = ratios
+    runners.clear()
     if compiled:
-        torch._dynamo.reset()  # free compiled graphs before the next model
+        torch._dynamo.reset()  # free compiled graphs before the next setting
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    return {
-        "images_per_s": batch * steps / seconds,
-        "step_ms": 1000 * seconds / steps,
-        "warmup_s": warmup_s,
-        "params": params,
-    }
+    return results
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -113,6 +134,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, help="images per step (default: 256 on GPU, 4 on CPU)")
     parser.add_argument("--steps", type=int, help="timed steps (default: 30 on GPU, 2 on CPU)")
     parser.add_argument("--warmup", type=int, help="untimed steps first, compilation included (default: 10 GPU, 1 CPU)")
+    parser.add_argument("--rounds", type=int, help="timed windows per model, taken in turns (default: 5 GPU, 1 CPU)")
     parser.add_argument("--image-size", type=int, help="square input size (default: 224 on GPU, 64 on CPU)")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile settings")
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
@@ -122,7 +144,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda, but torch sees no CUDA device")
     gpu = args.device == "cuda"
-    for name, on_gpu, on_cpu in (("batch", 256, 4), ("steps", 30, 2), ("warmup", 10, 1), ("image_size", 224, 64)):
+    for name, on_gpu, on_cpu in (("batch", 256, 4), ("steps", 30, 2), ("warmup", 10, 1), ("image_size", 224, 64),
+                                 ("rounds", 5, 1)):
         if getattr(args, name) is None:
             setattr(args, name, on_gpu if gpu else on_cpu)
         if getattr(args, name) < 1:
@@ -141,20 +164,9 @@ def run(args: argparse.Namespace) -> dict:
         notes.append("timm is not installed, so only the lab's resnet18 was measured (pip install timm to compare)")
     else:
         models["timm"] = timm_factory
-    results: dict[str, dict[str, dict[str, float] | float | str]] = {}
-    for setting in ("eager", "compiled")[: 1 if args.no_compile else 2]:
-        results[setting] = {}
-        for name, make_model in models.items():
-            try:
-                results[setting][name] = measure(
-                    make_model, setting == "compiled", device, args.batch, args.image_size, args.warmup, args.steps
-                )
-            except Exception as error:  # noqa: BLE001 - e.g. torch.compile without a C++ compiler: report and go on
-                message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                results[setting][name] = {"error": f"{type(error).__name__}: {message}"}
-        lab, timm = results[setting].get("lab", {}), results[setting].get("timm", {})
-        if "images_per_s" in lab and "images_per_s" in timm:
-            results[setting]["ratio_lab_over_timm"] = lab["images_per_s"] / timm["images_per_s"]
+    results = {setting: measure(models, setting == "compiled", device, args.batch, args.image_size, args.warmup,
+                                args.steps, args.rounds)
+               for setting in ("eager", "compiled")[: 1 if args.no_compile else 2]}
     return {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
@@ -163,6 +175,7 @@ def run(args: argparse.Namespace) -> dict:
         "image_size": args.image_size,
         "warmup": args.warmup,
         "steps": args.steps,
+        "rounds": args.rounds,
         "precision": "bf16 autocast, channels_last",
         "results": results,
         "notes": notes,
@@ -174,7 +187,8 @@ def print_table(report: dict) -> None:
         f"resnet18 training throughput on {report['device']} · torch {report['torch']} · "
         f"timm {report['timm'] or '-'}\n"
         f"batch {report['batch']} × 3×{report['image_size']}×{report['image_size']}, {report['precision']}, "
-        f"{report['steps']} timed steps after {report['warmup']} warm-up\n"
+        f"{report['rounds']} rounds of {report['steps']} timed steps each, taken in turns, after {report['warmup']} "
+        f"warm-up; medians\n"
     )
     print(f"{'setting':<10} {'model':<6} {'images/s':>10} {'step ms':>9} {'warm-up s':>10}   lab/timm")
     for setting, rows in report["results"].items():
@@ -186,7 +200,10 @@ def print_table(report: dict) -> None:
             if "error" in row:
                 print(f"{setting:<10} {name:<6} failed: {row['error']}")
                 continue
-            ratio_text = f"{ratio:.2f}" if name == "lab" and ratio is not None else ""
+            ratio_text = ""
+            if name == "lab" and ratio is not None:
+                spread = rows["round_ratios"]
+                ratio_text = f"{ratio:.3f} (rounds {min(spread):.3f}–{max(spread):.3f})"
             numbers = f"{row['images_per_s']:>10,.0f} {row['step_ms']:>9.1f} {row['warmup_s']:>10.1f}"
             print(f"{setting:<10} {name:<6} {numbers}   {ratio_text}")
     for note in report["notes"]:
