@@ -20,6 +20,7 @@ import inspect
 import json
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable as a script from anywhere
 
-from lab.devices import autocast, resolve_device  # noqa: E402
+from lab.devices import GraphCaptureWarning, autocast, resolve_device  # noqa: E402
 from nlp.decoding import beam_search  # noqa: E402
 from nlp.models import TRANSLATION_MODELS, TranslationModelEntry, Transformer, sequence_loss  # noqa: E402
 from nlp.models.base import Seq2SeqModel, Tensors  # noqa: E402
@@ -179,7 +180,8 @@ def beam_searches(args: argparse.Namespace, device: torch.device) -> dict[str, C
     def lab_search(cuda_graph: bool) -> Callable[[], int]:
         @torch.no_grad()
         def search() -> int:
-            with autocast(device, bf16):
+            with autocast(device, bf16), warnings.catch_warnings():
+                warnings.simplefilter("error", GraphCaptureWarning)  # never time eager steps as graph replays
                 beam_search(lab_model, source, mask, beam_size=beams, max_length=length, min_length=length,
                             cuda_graph=cuda_graph)
             return source.size(0)
@@ -214,14 +216,19 @@ def beam_profile(args: argparse.Namespace, device: torch.device, top: int = 8) -
 
     On CUDA: the kernels launched (copies and memsets apart) and the GPU's busy time, to set against the
     unprofiled wall time of a step (a GPU busy for a small part of it means the host's launches bound the
-    search). On a CPU: the operators called from Python (nested ones not counted again) and their inclusive time."""
+    search); the lab's search is profiled with eager steps only, since the profiler's CUDA tracing and CUDA
+    graphs do not mix reliably. On a CPU: the operators called from Python (nested ones not counted again)
+    and their inclusive time."""
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     on_cuda = device.type == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_cuda else [])
     report = {}
-    for name, search in beam_searches(args, device).items():
+    searches = beam_searches(args, device)
+    if on_cuda:
+        del searches["lab"]
+    for name, search in searches.items():
         search()  # warm-up: kernels chosen, caches filled
         synchronize(device)
         started = time.perf_counter()
@@ -383,6 +390,13 @@ def main(argv: list[str] | None = None) -> int:
                                                 "source_length", "target_length", "beam", "decode_batch",
                                                 "decode_length")},
     }
+    if args.profile and device.type == "cuda":
+        # The profiler's CUDA tracing must start once before any CUDA graph is captured (the lab's beam
+        # search captures one), or a later profile can fail.
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]):
+            pass
     if not args.skip_throughput:
         print("(a) training throughput …", file=sys.stderr, flush=True)
         report["training"] = training_throughput(args, device)

@@ -13,6 +13,7 @@ Call these in eval mode; they run under `torch.no_grad()`.
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import torch
 from pydantic import Field
 
 from lab.config import Section
-from lab.devices import capture_step
+from lab.devices import GraphCaptureWarning, capture_stream, capture_step
 from nlp.models.base import Seq2SeqModel, Tensors
 from nlp.tokenization import BOS_ID, EOS_ID, PAD_ID
 
@@ -111,11 +112,12 @@ GRAPH_WARMUP_STEPS = 2  # eager steps on the capture stream first: lazy CUDA set
 def run_until_finished(step: Callable[[Tensors], Tensors], carry: Tensors, max_steps: int,
                        cuda_graph: bool = False) -> tuple[Tensors, int]:
     """Apply `step` to `carry` until all of carry["finished"] is True, at most `max_steps` times; returns the
-    last carry and the number of steps taken. With `cuda_graph` the first steps run eagerly on a side stream,
-    then one step is captured as a CUDA graph and the rest are replays of it."""
+    last carry and the number of steps taken. With `cuda_graph` the first steps run eagerly on the capture
+    stream, then one step is captured as a CUDA graph and the rest are replays of it (or, should the capture
+    fail, eager steps after a `GraphCaptureWarning`)."""
     taken, finished = 0, False
     eager_steps = min(max_steps, GRAPH_WARMUP_STEPS) if cuda_graph else max_steps
-    stream = torch.cuda.Stream(carry["finished"].device) if cuda_graph else None
+    stream = capture_stream(carry["finished"].device) if cuda_graph else None
     if stream is not None:
         stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream) if stream is not None else nullcontext():
@@ -126,9 +128,16 @@ def run_until_finished(step: Callable[[Tensors], Tensors], carry: Tensors, max_s
         torch.cuda.current_stream().wait_stream(stream)
     if finished or taken == max_steps:
         return carry, taken
-    replay = capture_step(step, carry, stream)
+    try:
+        replay = capture_step(step, carry)
+    except RuntimeError as error:  # the carry is untouched: a capture records kernels, it runs none
+        warnings.warn(f"decoding continues with eager steps: CUDA graph capture failed ({error})", GraphCaptureWarning)
+        replay = None
     while taken < max_steps and not finished:
-        replay()
+        if replay is None:
+            carry = step(carry)
+        else:
+            replay()
         taken += 1
         finished = bool(carry["finished"].all())
     return carry, taken

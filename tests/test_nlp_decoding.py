@@ -187,21 +187,75 @@ def test_run_until_finished_stops_when_every_row_has_finished_or_at_the_step_lim
     assert run_until_finished(count, start, max_steps=3)[1] == 3
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_captured_step_must_keep_the_layout_of_what_it_takes() -> None:
+    from lab.devices import _check_same_layout
+
+    carry = {"a": torch.zeros(3), "b": torch.zeros(2, dtype=torch.long)}
+    _check_same_layout(carry, {"a": torch.ones(3), "b": carry["b"]})  # returning an input unchanged is fine
+    for outputs, complaint in (({"a": torch.ones(3)}, "return what it takes"),
+                               ({"a": torch.ones(1), "b": carry["b"]}, "changed 'a'"),
+                               ({"a": torch.ones(3, dtype=torch.float64), "b": carry["b"]}, "changed 'a'")):
+        with pytest.raises(ValueError, match=complaint):
+            _check_same_layout(carry, outputs)
+    aliased = {"a": torch.zeros(4), "b": torch.zeros(4)}
+    with pytest.raises(ValueError, match="shares memory"):
+        _check_same_layout(aliased, {"a": aliased["b"], "b": aliased["b"]})
+
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def fixed_size_search(model: torch.nn.Module, monkeypatch: pytest.MonkeyPatch, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+    """beam_search with eager steps on the fixed-size cache that a CUDA graph captures."""
+    init_state = model.init_state
+    with monkeypatch.context() as patch:
+        patch.setattr(model, "init_state", lambda memory, capacity=None: init_state(memory, capacity=kwargs["max_length"]))
+        return beam_search(model, *args, cuda_graph=False, **kwargs)
+
+
+@CUDA
 @pytest.mark.parametrize("bf16", [False, True])
-def test_cuda_graph_replays_give_the_eager_steps_results(bf16: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("attention", [False, True])
+def test_cuda_graph_replays_give_the_eager_steps_results(bf16: bool, attention: bool,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import nlp.decoding
+
     model = random_model("seq2seq_transformer", seed=6).cuda()
     source, mask = (t.cuda() for t in source_batch(SOURCES))
+    captures = []
+    capture_step = nlp.decoding.capture_step
+    monkeypatch.setattr(nlp.decoding, "capture_step", lambda *args: captures.append(1) or capture_step(*args))
+    options = dict(beam_size=4, max_length=12, min_length=8, return_attention=attention)
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
-        graphed = beam_search(model, source, mask, beam_size=4, max_length=12, min_length=8, return_attention=True)
-        init_state = model.init_state  # the same fixed-size cache, stepped eagerly
-        monkeypatch.setattr(model, "init_state", lambda memory, capacity=None: init_state(memory, capacity=12))
-        eager = beam_search(model, source, mask, beam_size=4, max_length=12, min_length=8, return_attention=True,
-                            cuda_graph=False)
-    assert graphed.tokens.size(1) >= 8
+        graphed = beam_search(model, source, mask, **options)
+        eager = fixed_size_search(model, monkeypatch, source, mask, **options)
+        growing = beam_search(model, source, mask, cuda_graph=False, **options)
+    assert captures == [1] and graphed.tokens.size(1) >= 8
     assert torch.equal(graphed.tokens, eager.tokens)
     torch.testing.assert_close(graphed.scores, eager.scores)
-    torch.testing.assert_close(graphed.attention, eager.attention)
+    if attention:
+        torch.testing.assert_close(graphed.attention, eager.attention)
+    if not bf16:  # other attention kernels (masked, full width) than the growing cache's: equal up to rounding
+        assert torch.equal(graphed.tokens, growing.tokens)
+        torch.testing.assert_close(graphed.scores, growing.scores, atol=1e-4, rtol=1e-4)
+
+
+@CUDA
+def test_a_failed_capture_warns_and_the_search_goes_on_eagerly(monkeypatch: pytest.MonkeyPatch) -> None:
+    import nlp.decoding
+    from lab.devices import GraphCaptureWarning
+
+    model = random_model("seq2seq_transformer", seed=7).cuda()
+    source, mask = (t.cuda() for t in source_batch(SOURCES))
+    expected = fixed_size_search(model, monkeypatch, source, mask, beam_size=3, max_length=10)
+
+    def failing_capture(step, carry):  # noqa: ANN001, ANN202
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(nlp.decoding, "capture_step", failing_capture)
+    with pytest.warns(GraphCaptureWarning, match="not permitted"):
+        hypotheses = beam_search(model, source, mask, beam_size=3, max_length=10)
+    assert torch.equal(hypotheses.tokens, expected.tokens)
 
 
 def test_min_length_keeps_eos_away_and_max_length_is_bounded() -> None:
