@@ -45,5 +45,14 @@ class QNetwork(nn.Module):
         self.register_buffer("dueling_map", centring if dueling else None, persistent=False)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        out = self.head(self.torso(obs))
+        features = self.torso(obs)
+        if torch.is_autocast_enabled(features.device.type):
+            # The head in fp32: bf16 keeps 8 bits of mantissa, so actions whose values differ by less than about
+            # 0.4 % would tie (argmax then picks the first) and every TD error would carry that rounding.
+            with torch.autocast(features.device.type, enabled=False):
+                return self._q_values(features.float())
+        return self._q_values(features)
+
+    def _q_values(self, features: torch.Tensor) -> torch.Tensor:
+        out = self.head(features)
         return out @ self.dueling_map if self.dueling else out

@@ -126,18 +126,37 @@ def write_checkpoint(path: Path, model_state: dict[str, torch.Tensor], state: di
 
 
 def read_checkpoint(path: Path) -> Checkpoint:
+    """Everything needed to resume: the model's weights and the whole training state."""
+    tree = _read_state_tree(path)
+    try:
+        tensors = load_file(str(path / TRAINING_FILE))
+        model = load_file(str(path / MODEL_FILE))
+    except (OSError, ValueError) as err:
+        raise LabError(f"checkpoint '{path}' is damaged or incomplete: {err}") from None
+    return Checkpoint(path=path, model=model, state=unflatten_state(tree, tensors))
+
+
+def read_model_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The trained network's weights alone, for evaluation, play or transfer: the training state is left on
+    disk (a DQN's replay memory makes it gigabytes)."""
+    _read_state_tree(path)  # a checkpoint of this format, or a clear error
+    try:
+        return load_file(str(path / MODEL_FILE))
+    except (OSError, ValueError) as err:
+        raise LabError(f"checkpoint '{path}' is damaged or incomplete: {err}") from None
+
+
+def _read_state_tree(path: Path) -> dict[str, Any]:
     state_file = path / STATE_FILE
     if not state_file.is_file():
         raise LabError(f"'{path}' is not a checkpoint (no {STATE_FILE})")
     try:
         tree = json.loads(state_file.read_text(encoding="utf-8"))
-        tensors = load_file(str(path / TRAINING_FILE))
-        model = load_file(str(path / MODEL_FILE))
     except (OSError, ValueError) as err:
         raise LabError(f"checkpoint '{path}' is damaged or incomplete: {err}") from None
     if tree.pop("format", None) != FORMAT_VERSION:
         raise LabError(f"checkpoint '{path}' has an unknown format; it was written by another version of the lab")
-    return Checkpoint(path=path, model=model, state=unflatten_state(tree, tensors))
+    return tree
 
 
 def checkpoint_dir(run_dir: Path) -> Path:

@@ -77,9 +77,9 @@ def load_trained_task(run_dir: Path, which: str = "best", device: str | None = N
     if device is not None:
         config.device = device
     path = ckpt.find_checkpoint(run_dir, which)
-    checkpoint = ckpt.read_checkpoint(path)
+    weights = ckpt.read_model_weights(path)
     torch.manual_seed(config.seed)
     task = TASKS.get(config.task)(config, resolve_device(config.device), run_dir, DistInfo())
-    ckpt.load_model_weights(task.model, checkpoint.model, path)
+    ckpt.load_model_weights(task.model, weights, path)
     task.model.eval()
     return task, config, path

@@ -266,6 +266,24 @@ def test_dueling_head_is_value_plus_centred_advantage() -> None:
     assert set(dueling.state_dict()) == {"head.weight", "head.bias"}  # the centring map is no weight
 
 
+@pytest.mark.parametrize("dueling", [False, True])
+def test_q_values_stay_fp32_under_bf16_autocast(dueling: bool) -> None:
+    """Under autocast the torso runs in bf16 but the head does not: close action values must not tie."""
+    torch.manual_seed(0)
+    network = QNetwork(MLP((4,), hidden=[16]), n_actions=3, dueling=dueling)
+    with torch.no_grad():  # three actions 1e-3 apart around 0.75, closer than bf16 resolves there (2⁻⁸)
+        network.head.weight.zero_()
+        network.head.bias.copy_(torch.tensor([0.75, 0.751, 0.752] if not dueling else [0.75, 0.0, 0.001, 0.002]))
+    obs = torch.randn(5, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        q_values = network(obs)
+    assert q_values.dtype == torch.float32
+    assert (q_values.argmax(dim=1) == 2).all()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        features = network.torso(obs)
+    torch.testing.assert_close(q_values, network._q_values(features.float()))
+
+
 def test_linear_epsilon_schedule() -> None:
     cfg = DQNAgentConfig(epsilon_start=1.0, epsilon_end=0.1, exploration_fraction=0.5)
     # Decays over 0.5 · 1000 = 500 steps, then stays at the end value.

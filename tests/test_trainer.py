@@ -33,6 +33,18 @@ def test_state_round_trips_without_pickle(tmp_path: Path) -> None:
         ["model.safetensors", "state.json", "training.safetensors"]
 
 
+def test_model_weights_are_read_without_the_training_state(tmp_path: Path) -> None:
+    """Evaluation, play and transfer read model.safetensors alone: a DQN's replay memory stays on disk."""
+    path = tmp_path / "step_000000001"
+    ckpt.write_checkpoint(path, {"w": torch.ones(2)}, {"replay": torch.zeros(8)})
+    (path / "training.safetensors").unlink()
+    assert torch.equal(ckpt.read_model_weights(path)["w"], torch.ones(2))
+    with pytest.raises(LabError, match="damaged or incomplete"):
+        ckpt.read_checkpoint(path)
+    with pytest.raises(LabError, match="not a checkpoint"):
+        ckpt.read_model_weights(tmp_path)
+
+
 def test_an_interrupted_write_leaves_the_previous_checkpoint(tmp_path: Path, monkeypatch) -> None:
     ckpt.write_checkpoint(tmp_path / "checkpoints" / "step_000000001", {"w": torch.ones(2)}, {"a": 1})
     ckpt.atomic_write_json(tmp_path / "checkpoints" / "latest.json", {"name": "step_000000001"})

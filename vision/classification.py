@@ -127,10 +127,10 @@ class ImageClassification(Task):
 
     def _init_backbone(self, run_dir: Path) -> None:
         """Copy every weight of another run's model except its classifier head (a new one fits our classes)."""
-        source = ckpt.read_checkpoint(ckpt.find_checkpoint(run_dir, "best"))
+        source = ckpt.read_model_weights(ckpt.find_checkpoint(run_dir, "best"))
         own = self.model.state_dict()
         head = {k for k in own if k.startswith(("head.", "fc.", "classifier."))}
-        taken = {k: v for k, v in source.model.items() if k in own and k not in head}
+        taken = {k: v for k, v in source.items() if k in own and k not in head}
         mismatched = [k for k, v in taken.items() if v.shape != own[k].shape]
         if not taken or mismatched:
             raise LabError(f"model.init_from: '{run_dir}' has no backbone that fits this model "
