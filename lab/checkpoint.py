@@ -128,20 +128,20 @@ def write_checkpoint(path: Path, model_state: dict[str, torch.Tensor], state: di
 def read_checkpoint(path: Path) -> Checkpoint:
     """Everything needed to resume: the model's weights and the whole training state."""
     tree = _read_state_tree(path)
-    try:
-        tensors = load_file(str(path / TRAINING_FILE))
-        model = load_file(str(path / MODEL_FILE))
-    except (OSError, ValueError) as err:
-        raise LabError(f"checkpoint '{path}' is damaged or incomplete: {err}") from None
-    return Checkpoint(path=path, model=model, state=unflatten_state(tree, tensors))
+    tensors = _read_tensors(path, TRAINING_FILE)
+    return Checkpoint(path=path, model=_read_tensors(path, MODEL_FILE), state=unflatten_state(tree, tensors))
 
 
 def read_model_weights(path: Path) -> dict[str, torch.Tensor]:
     """The trained network's weights alone, for evaluation, play or transfer: the training state is left on
     disk (a DQN's replay memory makes it gigabytes)."""
     _read_state_tree(path)  # a checkpoint of this format, or a clear error
+    return _read_tensors(path, MODEL_FILE)
+
+
+def _read_tensors(path: Path, name: str) -> dict[str, torch.Tensor]:
     try:
-        return load_file(str(path / MODEL_FILE))
+        return load_file(str(path / name))
     except (OSError, ValueError) as err:
         raise LabError(f"checkpoint '{path}' is damaged or incomplete: {err}") from None
 

@@ -137,14 +137,20 @@ def test_fixed_size_cache_decodes_like_the_growing_cache_through_reorders() -> N
         model.init_state(memory, capacity=model.max_positions + 1)
 
 
+def fixed_size_search(model: torch.nn.Module, monkeypatch: pytest.MonkeyPatch, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+    """beam_search with eager steps on the fixed-size cache that a CUDA graph captures."""
+    init_state = model.init_state
+    with monkeypatch.context() as patch:
+        patch.setattr(model, "init_state", lambda memory, capacity=None: init_state(memory, capacity=kwargs["max_length"]))
+        return beam_search(model, *args, cuda_graph=False, **kwargs)
+
+
 def test_beam_search_on_a_fixed_size_cache_matches_the_growing_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     """The fixed-shape path is what a CUDA graph captures; on a CPU it is checked eagerly against the default."""
     model = random_model("seq2seq_transformer", seed=5)
     source, mask = source_batch(SOURCES)
     growing = beam_search(model, source, mask, beam_size=4, max_length=10, return_attention=True)
-    init_state = model.init_state
-    monkeypatch.setattr(model, "init_state", lambda memory, capacity=None: init_state(memory, capacity=10))
-    fixed = beam_search(model, source, mask, beam_size=4, max_length=10, return_attention=True)
+    fixed = fixed_size_search(model, monkeypatch, source, mask, beam_size=4, max_length=10, return_attention=True)
     assert growing.tokens.size(1) > 3
     assert torch.equal(fixed.tokens, growing.tokens)
     torch.testing.assert_close(fixed.scores, growing.scores, atol=1e-4, rtol=1e-4)
@@ -159,8 +165,6 @@ def test_a_beam_search_step_traces_whole_so_a_cuda_graph_can_capture_it(monkeypa
     model = random_model("seq2seq_transformer", seed=5)
     source, mask = source_batch(SOURCES)
     expected = beam_search(model, source, mask, beam_size=4, max_length=10, min_length=2, return_attention=True)
-    init_state = model.init_state
-    monkeypatch.setattr(model, "init_state", lambda memory, capacity=None: init_state(memory, capacity=10))
     run_eagerly = nlp.decoding.run_until_finished
     traced_steps = []
 
@@ -169,7 +173,8 @@ def test_a_beam_search_step_traces_whole_so_a_cuda_graph_can_capture_it(monkeypa
         return run_eagerly(traced_steps[-1], carry, max_steps, cuda_graph)
 
     monkeypatch.setattr(nlp.decoding, "run_until_finished", run_traced)
-    traced = beam_search(model, source, mask, beam_size=4, max_length=10, min_length=2, return_attention=True)
+    traced = fixed_size_search(model, monkeypatch, source, mask, beam_size=4, max_length=10, min_length=2,
+                               return_attention=True)
     assert len(traced_steps) == 1
     assert torch.equal(traced.tokens, expected.tokens)
     torch.testing.assert_close(traced.attention, expected.attention, atol=1e-4, rtol=1e-4)
@@ -203,14 +208,6 @@ def test_a_captured_step_must_keep_the_layout_of_what_it_takes() -> None:
 
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-
-
-def fixed_size_search(model: torch.nn.Module, monkeypatch: pytest.MonkeyPatch, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
-    """beam_search with eager steps on the fixed-size cache that a CUDA graph captures."""
-    init_state = model.init_state
-    with monkeypatch.context() as patch:
-        patch.setattr(model, "init_state", lambda memory, capacity=None: init_state(memory, capacity=kwargs["max_length"]))
-        return beam_search(model, *args, cuda_graph=False, **kwargs)
 
 
 @CUDA
