@@ -5,6 +5,7 @@ target updates, linear or exponential ε. Trains on N Gymnasium vector envs; the
 from __future__ import annotations
 
 import copy
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -79,23 +80,28 @@ def td_targets(online: torch.nn.Module, target: torch.nn.Module, next_obs: torch
 @TASKS.register("dqn", help="Deep Q-learning on a Gymnasium env with discrete actions")
 class DQN(ValueAgent):
     Config = DQNConfig
+    best_checkpoint = "weights"  # the replay memory makes a full checkpoint gigabytes on Atari
 
     def __init__(self, config: DQNConfig, device: torch.device, run_dir: Any, dist: Any) -> None:
         super().__init__(config, device, run_dir, dist)
-        obs_space = self.runner.envs.single_observation_space
         self.target = copy.deepcopy(self.model).requires_grad_(False)
-        obs_dtype = torch.uint8 if obs_space.dtype == np.uint8 else torch.float32
-        # Atari stacks share 3 of 4 frames with their neighbours: store each frame once (8× less memory).
-        buffer_class = FrameReplayBuffer if is_atari(config.env.id) else ReplayBuffer
-        replay_device = device if self.cfg.replay_device == "auto" else torch.device("cpu")
-        self.buffer = buffer_class(self.cfg.buffer_size, config.env.num_envs, obs_space.shape, obs_dtype,
-                                   replay_device, n_step=self.cfg.n_step, gamma=self.cfg.gamma,
-                                   prioritized=self.cfg.prioritized, alpha=self.cfg.priority_alpha)
-        self.replay_generator = self.generator if replay_device == device else \
-            torch.Generator(device=replay_device).manual_seed(config.seed + 1)
+        self.replay_device = device if self.cfg.replay_device == "auto" else torch.device("cpu")
+        self.replay_generator = self.generator if self.replay_device == device else \
+            torch.Generator(device=self.replay_device).manual_seed(config.seed + 1)
         self.updates_due = 0
         # Polyak blends these pairs after every update; listing them once spares a walk over the modules each time.
         self.polyak_pairs = (list(self.target.parameters()), list(self.model.parameters()))
+
+    @cached_property
+    def buffer(self) -> ReplayBuffer | FrameReplayBuffer:
+        """Made on first use, so evaluating or watching a trained agent never allocates the replay memory."""
+        obs_space = self.runner.envs.single_observation_space
+        obs_dtype = torch.uint8 if obs_space.dtype == np.uint8 else torch.float32
+        # Atari stacks share 3 of 4 frames with their neighbours: store each frame once (8× less memory).
+        buffer_class = FrameReplayBuffer if is_atari(self.config.env.id) else ReplayBuffer
+        return buffer_class(self.cfg.buffer_size, self.config.env.num_envs, obs_space.shape, obs_dtype,
+                            self.replay_device, n_step=self.cfg.n_step, gamma=self.cfg.gamma,
+                            prioritized=self.cfg.prioritized, alpha=self.cfg.priority_alpha)
 
     def collect(self) -> tuple[int, dict[str, float]]:
         """One step of every env into the replay buffer."""

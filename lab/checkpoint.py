@@ -2,7 +2,8 @@
 
 A checkpoint is a directory `checkpoints/step_000001000/` holding `model.safetensors` (the trained network),
 `training.safetensors` (optimizer moments, replay buffers, RNG tensors, …) and `state.json` (the rest, with
-references into the tensor file). It is assembled in a hidden temp directory and renamed into place, then the
+references into the tensor file). A weights-only checkpoint (a best checkpoint of a task whose training state is
+large) has no `training.safetensors`: it can be evaluated, watched and transferred, not resumed. It is assembled in a hidden temp directory and renamed into place, then the
 small pointer files `latest.json` / `best.json` are replaced atomically, so a kill -9 at any moment leaves the
 previous complete checkpoint loadable.
 """
@@ -101,18 +102,26 @@ class Checkpoint:
     state: dict[str, Any]  # trainer, optimizer, task, rng, meta — tensors restored in place
 
 
-def write_checkpoint(path: Path, model_state: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
-    """Write a checkpoint directory atomically (temp dir + rename)."""
+def write_checkpoint(path: Path, model_state: dict[str, torch.Tensor], state: dict[str, Any],
+                     weights_only: bool = False) -> None:
+    """Write a checkpoint directory atomically (temp dir + rename). `weights_only`: `state` must hold JSON values
+    alone (no tensors) and no training file is written, so the checkpoint cannot be resumed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     tensors: dict[str, torch.Tensor] = {}
     tree = flatten_state(state, tensors)
+    if weights_only and tensors:
+        raise ValueError(f"a weights-only checkpoint keeps no training tensors, but got {sorted(tensors)[:3]}")
     save_file({k: v.detach().to("cpu").contiguous() for k, v in model_state.items()}, str(tmp / MODEL_FILE))
-    save_file(tensors, str(tmp / TRAINING_FILE))
-    (tmp / STATE_FILE).write_text(json.dumps({"format": FORMAT_VERSION, **tree}) + "\n", encoding="utf-8")
-    for name in (MODEL_FILE, TRAINING_FILE, STATE_FILE):
+    files = [MODEL_FILE, STATE_FILE]
+    if not weights_only:
+        save_file(tensors, str(tmp / TRAINING_FILE))
+        files.append(TRAINING_FILE)
+    header = {"format": FORMAT_VERSION, "weights_only": weights_only}
+    (tmp / STATE_FILE).write_text(json.dumps({**header, **tree}) + "\n", encoding="utf-8")
+    for name in files:
         with open(tmp / name, "rb") as f:
             os.fsync(f.fileno())
     if path.exists():  # same step saved twice (e.g. a stop right after a periodic save): swap the old one out
@@ -128,6 +137,9 @@ def write_checkpoint(path: Path, model_state: dict[str, torch.Tensor], state: di
 def read_checkpoint(path: Path) -> Checkpoint:
     """Everything needed to resume: the model's weights and the whole training state."""
     tree = _read_state_tree(path)
+    if tree.pop("weights_only"):
+        raise LabError(f"checkpoint '{path}' holds the model's weights alone (a best checkpoint written without "
+                       "the training state), so it cannot be resumed; resume from 'latest'")
     tensors = _read_tensors(path, TRAINING_FILE)
     return Checkpoint(path=path, model=_read_tensors(path, MODEL_FILE), state=unflatten_state(tree, tensors))
 
@@ -156,7 +168,13 @@ def _read_state_tree(path: Path) -> dict[str, Any]:
         raise LabError(f"checkpoint '{path}' is damaged or incomplete: {err}") from None
     if tree.pop("format", None) != FORMAT_VERSION:
         raise LabError(f"checkpoint '{path}' has an unknown format; it was written by another version of the lab")
+    tree.setdefault("weights_only", False)  # checkpoints written before weights-only ones existed were all full
     return tree
+
+
+def is_resumable(path: Path) -> bool:
+    """A complete checkpoint with its training state (not a weights-only one)."""
+    return (path / STATE_FILE).is_file() and (path / TRAINING_FILE).is_file()
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -168,7 +186,7 @@ def step_name(step: int) -> str:
 
 
 def find_checkpoint(run_dir: Path, which: str = "latest") -> Path:
-    """'latest', 'best' or a checkpoint directory name inside RUN_DIR/checkpoints."""
+    """'latest' (the newest resumable one), 'best' or a checkpoint directory name inside RUN_DIR/checkpoints."""
     root = checkpoint_dir(run_dir)
     if which in ("latest", "best"):
         pointer = root / f"{which}.json"
@@ -176,7 +194,7 @@ def find_checkpoint(run_dir: Path, which: str = "latest") -> Path:
             target = root / json.loads(pointer.read_text(encoding="utf-8"))["name"]
             if (target / STATE_FILE).is_file():
                 return target
-        complete = sorted(p for p in root.glob("step_*") if (p / STATE_FILE).is_file())
+        complete = sorted(p for p in root.glob("step_*") if is_resumable(p))
         if complete and which == "latest":
             return complete[-1]
         if which == "best" and complete:

@@ -69,6 +69,9 @@ class TrainerConfig(Section):
     keep_last: int = Field(2, ge=1, description="step checkpoints kept besides the best")
     best_metric: str | None = Field(None, description="eval metric that picks the best checkpoint (task default)")
     best_mode: Literal["max", "min"] | None = None
+    best_checkpoint: Literal["full", "weights"] | None = Field(
+        None, description="full: best checkpoints can be resumed; weights: they hold the model alone, for tasks "
+        "whose training state is large, e.g. a replay memory (task default)")
     patience: int | None = Field(None, gt=0, description="early stop after N evaluations without improvement")
     stop_at: float | None = Field(None, description="early stop once best_metric reaches this value")
     deterministic: bool = Field(False, description="torch.use_deterministic_algorithms")

@@ -33,6 +33,7 @@ class Task:
     supports_ddp: ClassVar[bool] = False  # supervised tasks shard their batches by `self.dist`
     best_metric: ClassVar[str | None] = None  # default for trainer.best_metric, e.g. "eval/mean_return"
     best_mode: ClassVar[str] = "max"
+    best_checkpoint: ClassVar[str] = "full"  # default for trainer.best_checkpoint; "weights" for large states
 
     def __init__(self, config: RunConfig, device: torch.device, run_dir: Path | None, dist: DistInfo) -> None:
         self.config = config

@@ -100,6 +100,7 @@ class Trainer:
         trainer_cfg = config.trainer
         self.best_metric = trainer_cfg.best_metric or task_class.best_metric
         self.best_mode = trainer_cfg.best_mode or task_class.best_mode
+        self.best_checkpoint = trainer_cfg.best_checkpoint or task_class.best_checkpoint
         self.step = self.updates = self.evals = self.bad_evals = 0
         self.last_eval_step = -1
         self.best_value: float | None = None
@@ -115,6 +116,7 @@ class Trainer:
         cfg = self.config.trainer
         if resume_from is not None:
             self.restore(ckpt.read_checkpoint(resume_from))
+            self._recall_newer_best()
             if self.run_dir is not None and self.dist.is_main:
                 truncate_metrics(self.run_dir, self.step)
         self.tracker = self._make_tracker()
@@ -248,27 +250,43 @@ class Trainer:
 
     # --- checkpoints ---------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        record = self._record()
+        record["trainer"]["window"] = self.window
         return {
-            "meta": {"task": self.config.task, "step": self.step, "run_id": self.run_id,
-                     "config": config_to_dict(self.config)},
-            "trainer": {"step": self.step, "updates": self.updates, "evals": self.evals,
-                        "bad_evals": self.bad_evals, "best_value": self.best_value, "best_step": self.best_step,
-                        "last_eval_step": self.last_eval_step, "last_eval": self.last_eval,
-                        "window": self.window},
+            **record,
             "optimizer": self.optimizer.state_dict(),
             "task": self.task.state_dict(),
             "rng": rng_state(),
         }
 
+    def _record(self) -> dict[str, Any]:
+        """What every checkpoint's state.json tells about the run (all a weights-only checkpoint holds besides
+        the model); the partial log window, which may hold tensors, is there only to resume."""
+        return {
+            "meta": {"task": self.config.task, "step": self.step, "run_id": self.run_id,
+                     "config": config_to_dict(self.config)},
+            "trainer": {"step": self.step, "updates": self.updates, "evals": self.evals,
+                        "bad_evals": self.bad_evals, "best_value": self.best_value, "best_step": self.best_step,
+                        "last_eval_step": self.last_eval_step, "last_eval": self.last_eval},
+        }
+
     def save(self, best: bool = False) -> Path | None:
-        """Write a checkpoint of the current step (rank 0 only); point latest (and best) at it; prune old ones."""
+        """Write a checkpoint of the current step (rank 0 only); point latest (and best) at it; prune old ones.
+
+        With `best_checkpoint: weights` a best checkpoint holds the model alone and `latest` stays on the last
+        full one: writing a DQN's gigabytes of replay at every improvement would stall training for seconds."""
         if self.run_dir is None:
             return None
         root = ckpt.checkpoint_dir(self.run_dir)
         path = root / ckpt.step_name(self.step)
+        weights_only = best and self.best_checkpoint == "weights"
         if self.dist.is_main:
-            ckpt.write_checkpoint(path, unwrap(self.task.model).state_dict(), self.state_dict())
-            ckpt.atomic_write_json(root / "latest.json", {"name": path.name, "step": self.step})
+            model_state = unwrap(self.task.model).state_dict()
+            if not weights_only:
+                ckpt.write_checkpoint(path, model_state, self.state_dict())
+                ckpt.atomic_write_json(root / "latest.json", {"name": path.name, "step": self.step})
+            elif not ckpt.is_resumable(path):  # a full checkpoint of this step serves as the best one too
+                ckpt.write_checkpoint(path, model_state, self._record(), weights_only=True)
             if best:
                 ckpt.atomic_write_json(root / "best.json", {"name": path.name, "step": self.step,
                                                             "metric": self.best_metric, "value": self.best_value})
@@ -277,13 +295,25 @@ class Trainer:
         return path
 
     def _prune(self, root: Path) -> None:
+        """Keep what latest and best point at and the last `keep_last` resumable checkpoints."""
         keep = {json.loads((root / f"{p}.json").read_text())["name"] for p in ("latest", "best")
                 if (root / f"{p}.json").is_file()}
         steps = sorted(p for p in root.glob("step_*") if p.is_dir())
-        keep.update(p.name for p in steps[-self.config.trainer.keep_last:])
+        keep.update(p.name for p in [p for p in steps if ckpt.is_resumable(p)][-self.config.trainer.keep_last:])
         for old in steps:
             if old.name not in keep:
                 shutil.rmtree(old)
+
+    def _recall_newer_best(self) -> None:
+        """A weights-only best checkpoint can be newer than the resumed one: keep its record, so that a resumed
+        run replaces it only with a better model."""
+        pointer = ckpt.checkpoint_dir(self.run_dir) / "best.json" if self.run_dir is not None else None
+        if pointer is None or not pointer.is_file():
+            return
+        record = json.loads(pointer.read_text(encoding="utf-8"))
+        if record.get("metric") == self.best_metric and record.get("value") is not None \
+                and record["step"] > (self.best_step if self.best_step is not None else -1):
+            self.best_value, self.best_step = record["value"], record["step"]
 
     def restore(self, checkpoint: ckpt.Checkpoint) -> None:
         state = checkpoint.state

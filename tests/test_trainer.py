@@ -45,6 +45,76 @@ def test_model_weights_are_read_without_the_training_state(tmp_path: Path) -> No
         ckpt.read_model_weights(tmp_path)
 
 
+def checkpoint_names(run_dir: Path) -> dict[str, str]:
+    root = run_dir / "checkpoints"
+    pointers = {p: json.loads((root / f"{p}.json").read_text())["name"] for p in ("latest", "best")
+                if (root / f"{p}.json").is_file()}
+    return {**pointers, "kept": sorted(p.name for p in root.glob("step_*"))}
+
+
+def test_dqn_best_checkpoints_hold_weights_alone_and_latest_stays_resumable(tmp_path: Path,
+                                                                             tiny_dqn: list[str]) -> None:
+    """A DQN's replay is gigabytes on Atari: an improvement writes the model alone; pruning keeps resumable ones."""
+    trainer = Trainer(load_config("dqn/cartpole", tiny_dqn + ["trainer.keep_last=1"]), tmp_path)
+
+    def save_at(step: int, best_value: float | None = None) -> None:
+        trainer.step = step
+        if best_value is not None:
+            trainer.best_value, trainer.best_step = best_value, step
+        trainer.save(best=best_value is not None)
+
+    save_at(100)
+    save_at(150, best_value=20.0)
+    best = tmp_path / "checkpoints" / "step_000000150"
+    assert sorted(p.name for p in best.iterdir()) == ["model.safetensors", "state.json"]
+    assert checkpoint_names(tmp_path) == {"latest": "step_000000100", "best": "step_000000150",
+                                          "kept": ["step_000000100", "step_000000150"]}
+    assert ckpt.find_checkpoint(tmp_path, "latest").name == "step_000000100"
+    with pytest.raises(LabError, match="weights alone .* resume from 'latest'"):
+        ckpt.read_checkpoint(best)
+    weights = ckpt.read_model_weights(best)
+    assert all(torch.equal(weights[k], v) for k, v in trainer.task.model.state_dict().items())
+
+    save_at(200)  # keep_last=1: the older full one goes, the best stays
+    assert checkpoint_names(tmp_path)["kept"] == ["step_000000150", "step_000000200"]
+    save_at(250, best_value=30.0)  # a superseded weights-only best is not kept
+    assert checkpoint_names(tmp_path) == {"latest": "step_000000200", "best": "step_000000250",
+                                          "kept": ["step_000000200", "step_000000250"]}
+    save_at(300)
+    save_at(300, best_value=40.0)  # this step's full checkpoint serves as the best: it is not thinned
+    assert ckpt.is_resumable(tmp_path / "checkpoints" / "step_000000300")
+    assert checkpoint_names(tmp_path) == {"latest": "step_000000300", "best": "step_000000300",
+                                          "kept": ["step_000000300"]}
+    trainer.task.close()
+
+
+def test_a_resumed_run_keeps_a_newer_weights_only_best(tmp_path: Path, tiny_dqn: list[str]) -> None:
+    """Resuming from a full checkpoint older than the best one must not let a worse model replace the best."""
+    config = load_config("dqn/cartpole", tiny_dqn + ["trainer.max_steps=200", "trainer.eval_every=100"])
+    first = Trainer(config, tmp_path)
+    first.step = 100
+    first.save()
+    first.step, first.best_value, first.best_step = 150, 1e9, 150
+    first.save(best=True)
+    first.task.close()
+    result = Trainer(config, tmp_path).fit(resume_from=ckpt.find_checkpoint(tmp_path, "latest"))
+    assert result["step"] == 200 and result["best"] == 1e9 and result["best_step"] == 150
+    assert checkpoint_names(tmp_path)["best"] == "step_000000150"
+
+
+def test_evaluating_a_trained_dqn_allocates_no_replay(tmp_path: Path, tiny_dqn: list[str]) -> None:
+    from lab.runs import create_run_dir, load_trained_task
+
+    config = load_config("dqn/cartpole", tiny_dqn + ["trainer.max_steps=200"])
+    create_run_dir(tmp_path / "run", config, "dqn/cartpole")
+    Trainer(config, tmp_path / "run").fit()
+    task, _, _ = load_trained_task(tmp_path / "run")
+    assert "buffer" not in vars(task)  # the replay is made on first use, which evaluation never is
+    assert task.evaluate(1)["mean_return"] > 0
+    assert "buffer" not in vars(task)
+    task.close()
+
+
 def test_an_interrupted_write_leaves_the_previous_checkpoint(tmp_path: Path, monkeypatch) -> None:
     ckpt.write_checkpoint(tmp_path / "checkpoints" / "step_000000001", {"w": torch.ones(2)}, {"a": 1})
     ckpt.atomic_write_json(tmp_path / "checkpoints" / "latest.json", {"name": "step_000000001"})
