@@ -41,6 +41,9 @@ class DQNAgentConfig(EpsilonConfig):
     target_update: Literal["hard", "polyak"] = "hard"
     target_update_interval: int = Field(1_000, gt=0, description="updates between hard target copies")
     tau: float = Field(0.005, gt=0, le=1, description="Polyak rate per update")
+    overlap_env: bool = Field(
+        True, description="where envs step in background threads (Atari), play the next step while the learner "
+        "updates; its actions come from the network one update earlier")
     replay_device: Literal["auto", "cpu"] = Field(
         "auto", description="where replay lives: auto = the training device; cpu = host RAM, batches copied over")
 
@@ -89,6 +92,7 @@ class DQN(ValueAgent):
         self.replay_generator = self.generator if self.replay_device == device else \
             torch.Generator(device=self.replay_device).manual_seed(config.seed + 1)
         self.updates_due = 0
+        self.overlap_env = self.cfg.overlap_env and self.runner.steps_in_background
         # Polyak blends these pairs after every update; listing them once spares a walk over the modules each time.
         self.polyak_pairs = (list(self.target.parameters()), list(self.model.parameters()))
 
@@ -104,9 +108,16 @@ class DQN(ValueAgent):
                             prioritized=self.cfg.prioritized, alpha=self.cfg.priority_alpha)
 
     def collect(self) -> tuple[int, dict[str, float]]:
-        """One step of every env into the replay buffer."""
+        """One step of every env into the replay buffer. When overlapping, the step was sent by the previous call
+        and is received here, and the next one is sent before returning: the envs play it during the update."""
         epsilon = self.epsilon()
-        step, metrics = self.runner.step(self.act(self.runner.obs, epsilon))
+        if self.overlap_env:
+            if self.runner.in_flight is None:  # the run's first step, or the first after a restore
+                self.runner.send(self.act(self.runner.obs, epsilon))
+            step, metrics = self.runner.receive()
+            self.runner.send(self.act(self.runner.obs, self.epsilon()))
+        else:
+            step, metrics = self.runner.step(self.act(self.runner.obs, epsilon))
         self.buffer.add(step.obs, step.actions, step.rewards, step.next_obs, step.terminal, step.truncated,
                         step.valid)
         return self.runner.num_envs, {"epsilon": epsilon, **metrics}

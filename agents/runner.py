@@ -46,12 +46,38 @@ class EnvRunner:
         self.episode_return = np.zeros(self.num_envs)  # raw game score on Atari
         self.episode_length = np.zeros(self.num_envs, dtype=np.int64)
         self.env_steps = 0
+        self.in_flight: torch.Tensor | None = None  # actions sent whose step is not received yet
+
+    @property
+    def steps_in_background(self) -> bool:
+        """ale-py's vector env plays its games in C++ threads between `send` and `recv`, so a learner can update
+        meanwhile; other vector envs step when the result is asked for."""
+        return hasattr(self.envs, "send") and hasattr(self.envs, "recv")
 
     def _to_device(self, array: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(array, device=self.device)
 
     def step(self, actions: torch.Tensor) -> tuple[EnvStep, dict[str, float]]:
-        next_obs, rewards, terminated, truncated, info = self.envs.step(actions.cpu().numpy())
+        self.send(actions)
+        return self.receive()
+
+    def send(self, actions: torch.Tensor) -> None:
+        """Start a step of every env with these actions (taken in `self.obs`); `receive` ends it."""
+        if self.in_flight is not None:
+            raise RuntimeError("a step is already in flight: receive it before sending the next")
+        self.in_flight = actions
+        if self.steps_in_background:
+            self.envs.send(actions.cpu().numpy())
+
+    def receive(self) -> tuple[EnvStep, dict[str, float]]:
+        """The step that `send` started, as tensors on the learner's device, with finished episodes' metrics."""
+        actions, self.in_flight = self.in_flight, None
+        if actions is None:
+            raise RuntimeError("no step in flight: send actions first")
+        if self.steps_in_background:
+            next_obs, rewards, terminated, truncated, info = self.envs.recv()
+        else:
+            next_obs, rewards, terminated, truncated, info = self.envs.step(actions.cpu().numpy())
         valid = ~self.autoreset
         step = EnvStep(obs=self.obs, actions=actions, rewards=self._to_device(rewards.astype(np.float32)),
                        next_obs=self._to_device(next_obs),
@@ -72,6 +98,8 @@ class EnvRunner:
         return step, metrics
 
     def state_dict(self) -> dict[str, Any]:
+        """The state after the last received step; a step in flight is not part of it (envs that step in the
+        background are native engines, which start fresh episodes on restore anyway)."""
         return {"obs": self.obs, "autoreset": self.autoreset, "episode_return": self.episode_return,
                 "episode_length": self.episode_length, "env_steps": self.env_steps,
                 "envs": env_state(self.envs) if is_snapshotable(self.envs) else None}
@@ -79,6 +107,7 @@ class EnvRunner:
     def load_state_dict(self, state: dict[str, Any]) -> bool:
         """Restore; returns False when the envs could not continue mid-episode (native engines such as ALE and
         Box2D) and fresh episodes were started instead."""
+        self.drain()
         self.env_steps = state["env_steps"]
         self.episode_return = state["episode_return"].copy()
         self.episode_length = state["episode_length"].copy()
@@ -94,5 +123,13 @@ class EnvRunner:
         self.episode_length[:] = 0
         return False
 
+    def drain(self) -> None:
+        """Wait for a step in flight and drop it."""
+        if self.in_flight is not None:
+            self.in_flight = None
+            if self.steps_in_background:
+                self.envs.recv()
+
     def close(self) -> None:
+        self.drain()
         self.envs.close()

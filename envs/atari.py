@@ -99,7 +99,16 @@ class AtariTrainingSignals(gym.vector.VectorWrapper):
         return obs, info
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        obs, rewards, terminated, truncated, info = self.env.step(actions)
+        self.send(actions)
+        return self.recv()
+
+    def send(self, actions: np.ndarray) -> None:
+        """Start a step; ale-py's threads play it while the caller does other work."""
+        self.env.send(actions)
+
+    def recv(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Wait for the step `send` started."""
+        obs, rewards, terminated, truncated, info = self.env.recv()
         lives = info["lives"].astype(np.int64)
         # A decrease of lives that did not end the game (an autoreset step only ever raises them).
         info["life_lost"] = (lives < self.lives) & ~terminated if self.episodic_life else np.zeros_like(terminated)

@@ -13,6 +13,7 @@ import torch
 from agents.evaluation import EpisodeEvaluator
 from agents.replay import FrameReplayBuffer, ReplayBuffer
 from envs.atari import atari_game, make_atari_vec_env
+from envs.factory import make_vec_env
 from lab.cli import main
 from lab.config import load_config
 from lab.errors import LabError
@@ -142,6 +143,29 @@ def test_atari_learners_run_end_to_end_on_a_cpu(config: str, overrides: list[str
     assert trainer.updates > 0 and result["step"] >= 64
     assert np.isfinite(result["eval"]["eval/mean_return"])
     assert result["eval"]["eval/mean_length"] == 100  # 400 frames / frame-skip 4: truncated full-game evaluation
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_dqn_stores_the_games_it_played_also_with_the_env_step_in_flight(overlap: bool) -> None:
+    """With `agent.overlap_env` the envs play a step while the learner updates; every stored (stack, action)
+    pair must still be the game's: replaying the stored actions in fresh games with the seed gives the stacks."""
+    trainer = Trainer(load_config("dqn/pong", TINY_ATARI + [
+        "agent.buffer_size=512", "agent.learning_starts=16", "agent.batch_size=8", "agent.train_frequency=2",
+        "trainer.max_steps=64", f"agent.overlap_env={str(overlap).lower()}"]), None)
+    assert trainer.task.overlap_env is overlap
+    trainer.fit()
+    assert trainer.updates > 0
+    buffer, num_envs = trainer.task.buffer, trainer.task.runner.num_envs
+    rows = len(buffer) // num_envs
+    stored = buffer._batch_at(torch.arange(rows * num_envs))
+    assert rows == 32 and bool(buffer.valid[:rows].all())  # 64 steps of 2 envs; no episode ended
+    envs = make_vec_env("ALE/Pong-v5", num_envs, **trainer.config.env.kwargs)
+    obs, _ = envs.reset(seed=trainer.config.seed)
+    actions = stored.actions.view(rows, num_envs)
+    for row in range(rows):
+        assert torch.equal(stored.obs.view(rows, num_envs, 4, 84, 84)[row], torch.as_tensor(obs)), row
+        obs = envs.step(actions[row].numpy())[0]
+    envs.close()
 
 
 def test_atari_runs_evaluate_from_the_cli_and_the_play_window_declines_them(tmp_path, capsys) -> None:
