@@ -65,9 +65,9 @@ class EnvRunner:
         """Start a step of every env with these actions (taken in `self.obs`); `receive` ends it."""
         if self.in_flight is not None:
             raise RuntimeError("a step is already in flight: receive it before sending the next")
-        self.in_flight = actions
         if self.steps_in_background:
             self.envs.send(actions.cpu().numpy())
+        self.in_flight = actions  # only once sent: draining waits for a step only if one was started
 
     def receive(self) -> tuple[EnvStep, dict[str, float]]:
         """The step that `send` started, as tensors on the learner's device, with finished episodes' metrics."""

@@ -2,8 +2,9 @@
 
 A checkpoint is a directory `checkpoints/step_000001000/` holding `model.safetensors` (the trained network),
 `training.safetensors` (optimizer moments, replay buffers, RNG tensors, …) and `state.json` (the rest, with
-references into the tensor file). A weights-only checkpoint (a best checkpoint of a task whose training state is
-large) has no `training.safetensors`: it can be evaluated, watched and transferred, not resumed. It is assembled in a hidden temp directory and renamed into place, then the
+references into the tensor file). A weights-only checkpoint, `checkpoints/best_step_000001000/`, is the best
+checkpoint of a task whose training state is large: it has no `training.safetensors`, so it can be evaluated,
+watched and transferred, not resumed. It is assembled in a hidden temp directory and renamed into place, then the
 small pointer files `latest.json` / `best.json` are replaced atomically, so a kill -9 at any moment leaves the
 previous complete checkpoint loadable.
 """
@@ -181,8 +182,9 @@ def checkpoint_dir(run_dir: Path) -> Path:
     return run_dir / "checkpoints"
 
 
-def step_name(step: int) -> str:
-    return f"step_{step:09d}"
+def step_name(step: int, weights_only: bool = False) -> str:
+    """Full and weights-only checkpoints of one step have different names, so neither ever replaces the other."""
+    return f"best_step_{step:09d}" if weights_only else f"step_{step:09d}"
 
 
 def find_checkpoint(run_dir: Path, which: str = "latest") -> Path:
@@ -199,10 +201,13 @@ def find_checkpoint(run_dir: Path, which: str = "latest") -> Path:
             return complete[-1]
         if which == "best" and complete:
             return find_checkpoint(run_dir, "latest")
+        if which == "latest" and any(root.glob("best_step_*")):
+            raise LabError(f"'{run_dir}' has no resumable checkpoint yet: its best one holds the model's weights "
+                           "alone (lab eval and lab play can use it); start a new run to train further")
         raise LabError(f"'{run_dir}' has no checkpoint yet; train it with: lab train CONFIG --run-dir {run_dir}")
     target = root / which
     if not (target / STATE_FILE).is_file():
-        names = [p.name for p in root.glob("step_*")] + ["latest", "best"]
+        names = [p.name for p in root.glob("*step_*")] + ["latest", "best"]
         raise LabError(f"no checkpoint '{which}' in '{root}'{did_you_mean(which, names)}")
     return target
 

@@ -105,6 +105,7 @@ class Trainer:
         self.last_eval_step = -1
         self.best_value: float | None = None
         self.best_step: int | None = None
+        self.newer_saved_best: tuple[int, float] | None = None  # (step, value) of a best past the resumed step
         self.window: dict[str, list[Any]] = {}  # metric -> [sum, count] over the current log window
         self.last_eval: dict[str, float] = {}
         self.stop_signal: int | None = None
@@ -116,7 +117,7 @@ class Trainer:
         cfg = self.config.trainer
         if resume_from is not None:
             self.restore(ckpt.read_checkpoint(resume_from))
-            self._recall_newer_best()
+            self.newer_saved_best = self._newer_saved_best()
             if self.run_dir is not None and self.dist.is_main:
                 truncate_metrics(self.run_dir, self.step)
         self.tracker = self._make_tracker()
@@ -159,6 +160,7 @@ class Trainer:
                 self.task.evaluation_is_final = True
                 self.task.log_media(self.tracker, self.step)
             self.save()
+            self._catch_up_with_saved_best(finished=True)
             if self.early_stop_reason:
                 progress.print(f"early stop: {self.early_stop_reason}")
             exit_code = 0
@@ -234,13 +236,15 @@ class Trainer:
             raise LabError(f"trainer.best_metric '{self.best_metric}' is not an eval metric"
                            f"{did_you_mean(self.best_metric, self.last_eval)}")
         value = self.last_eval[self.best_metric]
-        improved = self.best_value is None or (value > self.best_value if self.best_mode == "max"
-                                               else value < self.best_value)
-        if improved:
+        if self._better(value, self.best_value):
             self.best_value, self.best_step, self.bad_evals = value, self.step, 0
-            self.save(best=True)
+            saved = self.newer_saved_best
+            if saved is None or self._better(value, saved[1]):
+                self.save(best=True)
+                self.newer_saved_best = None
         else:
             self.bad_evals += 1
+        self._catch_up_with_saved_best()
         cfg = self.config.trainer
         if cfg.stop_at is not None and (value >= cfg.stop_at if self.best_mode == "max" else value <= cfg.stop_at):
             self.early_stop_reason = f"{self.best_metric} = {value:.4g} reached trainer.stop_at = {cfg.stop_at}"
@@ -278,15 +282,15 @@ class Trainer:
         if self.run_dir is None:
             return None
         root = ckpt.checkpoint_dir(self.run_dir)
-        path = root / ckpt.step_name(self.step)
         weights_only = best and self.best_checkpoint == "weights"
+        path = root / ckpt.step_name(self.step, weights_only)
         if self.dist.is_main:
             model_state = unwrap(self.task.model).state_dict()
-            if not weights_only:
+            if weights_only:
+                ckpt.write_checkpoint(path, model_state, self._record(), weights_only=True)
+            else:
                 ckpt.write_checkpoint(path, model_state, self.state_dict())
                 ckpt.atomic_write_json(root / "latest.json", {"name": path.name, "step": self.step})
-            elif not ckpt.is_resumable(path):  # a full checkpoint of this step serves as the best one too
-                ckpt.write_checkpoint(path, model_state, self._record(), weights_only=True)
             if best:
                 ckpt.atomic_write_json(root / "best.json", {"name": path.name, "step": self.step,
                                                             "metric": self.best_metric, "value": self.best_value})
@@ -295,25 +299,37 @@ class Trainer:
         return path
 
     def _prune(self, root: Path) -> None:
-        """Keep what latest and best point at and the last `keep_last` resumable checkpoints."""
+        """Keep what latest and best point at and the last `keep_last` full checkpoints."""
         keep = {json.loads((root / f"{p}.json").read_text())["name"] for p in ("latest", "best")
                 if (root / f"{p}.json").is_file()}
-        steps = sorted(p for p in root.glob("step_*") if p.is_dir())
-        keep.update(p.name for p in [p for p in steps if ckpt.is_resumable(p)][-self.config.trainer.keep_last:])
-        for old in steps:
+        full = sorted(p for p in root.glob("step_*") if p.is_dir())
+        keep.update(p.name for p in full[-self.config.trainer.keep_last:])
+        for old in full + [p for p in root.glob("best_step_*") if p.is_dir()]:
             if old.name not in keep:
                 shutil.rmtree(old)
 
-    def _recall_newer_best(self) -> None:
-        """A weights-only best checkpoint can be newer than the resumed one: keep its record, so that a resumed
-        run replaces it only with a better model."""
+    def _better(self, value: float, than: float | None) -> bool:
+        return than is None or (value > than if self.best_mode == "max" else value < than)
+
+    # A weights-only best can be newer than the full checkpoint a run resumes from. Until the resumed run passes
+    # its step, it counts improvements and patience as the unbroken run did, but writes a best checkpoint only
+    # for a model better than that saved one; from its step on, the saved one is the run's best.
+    def _newer_saved_best(self) -> tuple[int, float] | None:
         pointer = ckpt.checkpoint_dir(self.run_dir) / "best.json" if self.run_dir is not None else None
         if pointer is None or not pointer.is_file():
-            return
+            return None
         record = json.loads(pointer.read_text(encoding="utf-8"))
-        if record.get("metric") == self.best_metric and record.get("value") is not None \
-                and record["step"] > (self.best_step if self.best_step is not None else -1):
-            self.best_value, self.best_step = record["value"], record["step"]
+        newer = record["step"] > (self.best_step if self.best_step is not None else -1)
+        if newer and record.get("metric") == self.best_metric and record.get("value") is not None:
+            return record["step"], record["value"]
+        return None
+
+    def _catch_up_with_saved_best(self, finished: bool = False) -> None:
+        saved = self.newer_saved_best
+        if saved is not None and (finished or self.step >= saved[0]):
+            if self._better(saved[1], self.best_value):
+                self.best_step, self.best_value = saved
+            self.newer_saved_best = None
 
     def restore(self, checkpoint: ckpt.Checkpoint) -> None:
         state = checkpoint.state

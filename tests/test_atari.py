@@ -14,10 +14,11 @@ from agents.evaluation import EpisodeEvaluator
 from agents.replay import FrameReplayBuffer, ReplayBuffer
 from envs.atari import atari_game, make_atari_vec_env
 from envs.factory import make_vec_env
+from lab.checkpoint import find_checkpoint
 from lab.cli import main
 from lab.config import load_config
 from lab.errors import LabError
-from lab.trainer import Trainer
+from lab.trainer import Trainer, TrainingInterrupted
 
 CPU = torch.device("cpu")
 
@@ -148,17 +149,21 @@ def test_atari_learners_run_end_to_end_on_a_cpu(config: str, overrides: list[str
 @pytest.mark.parametrize("overlap", [True, False])
 def test_dqn_stores_the_games_it_played_also_with_the_env_step_in_flight(overlap: bool) -> None:
     """With `agent.overlap_env` the envs play a step while the learner updates; every stored (stack, action)
-    pair must still be the game's: replaying the stored actions in fresh games with the seed gives the stacks."""
+    pair must still be the game's, across episode ends: replaying the stored actions in fresh games with the seed
+    gives the stacks."""
     trainer = Trainer(load_config("dqn/pong", TINY_ATARI + [
         "agent.buffer_size=512", "agent.learning_starts=16", "agent.batch_size=8", "agent.train_frequency=2",
-        "trainer.max_steps=64", f"agent.overlap_env={str(overlap).lower()}"]), None)
-    assert trainer.task.overlap_env is overlap
+        "trainer.max_steps=64", f"agent.overlap_env={str(overlap).lower()}",
+        "env.kwargs.max_num_frames_per_episode=80"]), None)  # 20-step episodes
+    in_flight = []
+    trainer.callbacks.append(lambda t: in_flight.append(t.task.runner.in_flight is not None))
     trainer.fit()
     assert trainer.updates > 0
+    assert in_flight == [overlap] * len(in_flight)  # the next step plays while the Trainer updates
     buffer, num_envs = trainer.task.buffer, trainer.task.runner.num_envs
     rows = len(buffer) // num_envs
     stored = buffer._batch_at(torch.arange(rows * num_envs))
-    assert rows == 32 and bool(buffer.valid[:rows].all())  # 64 steps of 2 envs; no episode ended
+    assert rows == 32 and bool((~buffer.valid[:rows]).any())  # 64 steps of 2 envs, autoreset steps among them
     envs = make_vec_env("ALE/Pong-v5", num_envs, **trainer.config.env.kwargs)
     obs, _ = envs.reset(seed=trainer.config.seed)
     actions = stored.actions.view(rows, num_envs)
@@ -166,6 +171,20 @@ def test_dqn_stores_the_games_it_played_also_with_the_env_step_in_flight(overlap
         assert torch.equal(stored.obs.view(rows, num_envs, 4, 84, 84)[row], torch.as_tensor(obs)), row
         obs = envs.step(actions[row].numpy())[0]
     envs.close()
+
+
+def test_an_overlapped_dqn_stops_and_resumes_with_a_step_in_flight(tmp_path) -> None:
+    config = load_config("dqn/pong", TINY_ATARI + [
+        "agent.buffer_size=512", "agent.learning_starts=16", "agent.batch_size=8", "agent.train_frequency=2",
+        "trainer.max_steps=96"])
+    stop_at_48 = [lambda t: t.request_stop() if t.step >= 48 else None]
+    with pytest.raises(TrainingInterrupted) as stopped:
+        Trainer(config, tmp_path, callbacks=stop_at_48).fit()
+    assert stopped.value.checkpoint.name == "step_000000048"
+    resumed = Trainer(config, tmp_path)
+    result = resumed.fit(resume_from=find_checkpoint(tmp_path, "latest"))
+    assert result["step"] == 96 and resumed.task.runner.env_steps == 96 and resumed.task.runner.in_flight is None
+    assert len(resumed.task.buffer) == 96 + 2  # the steps, and the row that closes the episodes cut by the stop
 
 
 def test_atari_runs_evaluate_from_the_cli_and_the_play_window_declines_them(tmp_path, capsys) -> None:

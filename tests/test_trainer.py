@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -45,11 +46,11 @@ def test_model_weights_are_read_without_the_training_state(tmp_path: Path) -> No
         ckpt.read_model_weights(tmp_path)
 
 
-def checkpoint_names(run_dir: Path) -> dict[str, str]:
+def checkpoint_names(run_dir: Path) -> dict[str, Any]:
     root = run_dir / "checkpoints"
     pointers = {p: json.loads((root / f"{p}.json").read_text())["name"] for p in ("latest", "best")
                 if (root / f"{p}.json").is_file()}
-    return {**pointers, "kept": sorted(p.name for p in root.glob("step_*"))}
+    return {**pointers, "kept": sorted(p.name for p in root.glob("*step_*"))}
 
 
 def test_dqn_best_checkpoints_hold_weights_alone_and_latest_stays_resumable(tmp_path: Path,
@@ -65,10 +66,10 @@ def test_dqn_best_checkpoints_hold_weights_alone_and_latest_stays_resumable(tmp_
 
     save_at(100)
     save_at(150, best_value=20.0)
-    best = tmp_path / "checkpoints" / "step_000000150"
+    best = tmp_path / "checkpoints" / "best_step_000000150"
     assert sorted(p.name for p in best.iterdir()) == ["model.safetensors", "state.json"]
-    assert checkpoint_names(tmp_path) == {"latest": "step_000000100", "best": "step_000000150",
-                                          "kept": ["step_000000100", "step_000000150"]}
+    assert checkpoint_names(tmp_path) == {"latest": "step_000000100", "best": "best_step_000000150",
+                                          "kept": ["best_step_000000150", "step_000000100"]}
     assert ckpt.find_checkpoint(tmp_path, "latest").name == "step_000000100"
     with pytest.raises(LabError, match="weights alone .* resume from 'latest'"):
         ckpt.read_checkpoint(best)
@@ -76,30 +77,60 @@ def test_dqn_best_checkpoints_hold_weights_alone_and_latest_stays_resumable(tmp_
     assert all(torch.equal(weights[k], v) for k, v in trainer.task.model.state_dict().items())
 
     save_at(200)  # keep_last=1: the older full one goes, the best stays
-    assert checkpoint_names(tmp_path)["kept"] == ["step_000000150", "step_000000200"]
-    save_at(250, best_value=30.0)  # a superseded weights-only best is not kept
-    assert checkpoint_names(tmp_path) == {"latest": "step_000000200", "best": "step_000000250",
-                                          "kept": ["step_000000200", "step_000000250"]}
+    assert checkpoint_names(tmp_path)["kept"] == ["best_step_000000150", "step_000000200"]
+    save_at(250, best_value=30.0)  # a superseded best goes
+    assert checkpoint_names(tmp_path)["kept"] == ["best_step_000000250", "step_000000200"]
+    save_at(300, best_value=40.0)  # the trainer's order at a step that both evaluates and checkpoints
     save_at(300)
-    save_at(300, best_value=40.0)  # this step's full checkpoint serves as the best: it is not thinned
-    assert ckpt.is_resumable(tmp_path / "checkpoints" / "step_000000300")
-    assert checkpoint_names(tmp_path) == {"latest": "step_000000300", "best": "step_000000300",
-                                          "kept": ["step_000000300"]}
+    assert checkpoint_names(tmp_path) == {"latest": "step_000000300", "best": "best_step_000000300",
+                                          "kept": ["best_step_000000300", "step_000000300"]}
     trainer.task.close()
 
 
+def test_a_run_with_only_a_weights_only_best_says_it_cannot_be_resumed(tmp_path: Path, tiny_dqn: list[str]) -> None:
+    trainer = Trainer(load_config("dqn/cartpole", tiny_dqn), tmp_path)
+    trainer.step, trainer.best_value, trainer.best_step = 150, 20.0, 150
+    trainer.save(best=True)
+    trainer.task.close()
+    assert ckpt.find_checkpoint(tmp_path, "best").name == "best_step_000000150"
+    with pytest.raises(LabError, match="no resumable checkpoint yet: its best one holds the model's weights alone"):
+        ckpt.find_checkpoint(tmp_path, "latest")
+
+
 def test_a_resumed_run_keeps_a_newer_weights_only_best(tmp_path: Path, tiny_dqn: list[str]) -> None:
-    """Resuming from a full checkpoint older than the best one must not let a worse model replace the best."""
-    config = load_config("dqn/cartpole", tiny_dqn + ["trainer.max_steps=200", "trainer.eval_every=100"])
+    """Resuming from a full checkpoint older than the best one: neither a worse model nor a full checkpoint of
+    the best's step may replace the best, and evaluations before its step count for patience as they did."""
+    config = load_config("dqn/cartpole", tiny_dqn + [
+        "trainer.max_steps=400", "trainer.eval_every=50", "trainer.checkpoint_every=50", "trainer.patience=2"])
     first = Trainer(config, tmp_path)
     first.step = 100
     first.save()
-    first.step, first.best_value, first.best_step = 150, 1e9, 150
+    with torch.no_grad():
+        for param in first.task.model.parameters():
+            param.fill_(0.5)  # unlike any trained model
+    first.step, first.best_value, first.best_step = 200, 1e9, 200
     first.save(best=True)
     first.task.close()
+
     result = Trainer(config, tmp_path).fit(resume_from=ckpt.find_checkpoint(tmp_path, "latest"))
-    assert result["step"] == 200 and result["best"] == 1e9 and result["best_step"] == 150
-    assert checkpoint_names(tmp_path)["best"] == "step_000000150"
+    # Evaluations at 152 (an improvement on the resumed state, as it was for the unbroken run; not saved, the
+    # newer best being better), 200 and 252 (no improvement on the saved best: patience 2 ends the run there).
+    assert result["step"] == 252 and result["early_stop"].startswith("no improvement")
+    assert (result["best"], result["best_step"]) == (1e9, 200)
+    names = checkpoint_names(tmp_path)
+    assert names["best"] == "best_step_000000200" and "step_000000200" in names["kept"]
+    best = ckpt.read_model_weights(tmp_path / "checkpoints" / "best_step_000000200")
+    assert all(bool((tensor == 0.5).all()) for tensor in best.values())
+
+
+def test_checkpoints_written_before_weights_only_ones_existed_still_resume(tmp_path: Path) -> None:
+    path = tmp_path / "step_000000001"
+    ckpt.write_checkpoint(path, {"w": torch.ones(2)}, {"a": 1})
+    tree = json.loads((path / "state.json").read_text())
+    del tree["weights_only"]
+    (path / "state.json").write_text(json.dumps(tree))
+    assert ckpt.read_checkpoint(path).state == {"a": 1}
+    assert torch.equal(ckpt.read_model_weights(path)["w"], torch.ones(2))
 
 
 def test_evaluating_a_trained_dqn_allocates_no_replay(tmp_path: Path, tiny_dqn: list[str]) -> None:
