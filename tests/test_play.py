@@ -304,6 +304,22 @@ def test_record_episode_gives_the_wandb_video_of_the_first_eval_episode(task) ->
     assert not np.array_equal(full[0], full[-1])
 
 
+def test_rendering_for_a_recording_prints_no_display_errors_and_leaves_the_environment() -> None:
+    """Without a display, SDL probing for one prints errors amid a training run's output (W&B's eval video)."""
+    script = ("import os, gymnasium as gym\n"
+              "from envs.play.recording import drawing_off_screen\n"
+              "with drawing_off_screen():\n"
+              "    env = gym.make('CartPole-v1', render_mode='rgb_array'); env.reset(seed=0)\n"
+              "    assert env.render().shape == (400, 600, 3); env.close()\n"
+              "assert 'SDL_VIDEODRIVER' not in os.environ\n")
+    no_display = {k: v for k, v in os.environ.items()
+                  if k not in ("SDL_VIDEODRIVER", "DISPLAY", "WAYLAND_DISPLAY", "XDG_RUNTIME_DIR")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          env={**no_display, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert "error" not in (done.stdout + done.stderr).lower()
+
+
 # --- the command --------------------------------------------------------------------------------------------------
 
 

@@ -4,7 +4,9 @@ Frames are the view after each reset and after each step, so an episode of T ste
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,22 @@ def write_video(path: Path, frames: Iterable[np.ndarray], fps: float) -> int:
     return count
 
 
+@contextmanager
+def drawing_off_screen() -> Iterator[None]:
+    """SDL's dummy video driver for as long as it lasts, unless another one was chosen. Rendering to arrays needs
+    no display, and SDL probing for one where there is none prints errors (e.g. "XDG_RUNTIME_DIR is invalid")
+    amid the run's output. The environment is restored afterwards, so a window opened later still finds the
+    display."""
+    chosen = "SDL_VIDEODRIVER" in os.environ
+    if not chosen:
+        os.environ["SDL_VIDEODRIVER"] = "dummy"
+    try:
+        yield
+    finally:
+        if not chosen:
+            del os.environ["SDL_VIDEODRIVER"]
+
+
 def record_episode(task: Any, max_frames: int = 500) -> np.ndarray:
     """One greedy episode of a trained Q-task (`task.model`, `task.config.env`) with the overlay: T×H×W×3 uint8.
 
@@ -51,14 +69,16 @@ def record_episode(task: Any, max_frames: int = 500) -> np.ndarray:
     from agents.evaluation import EVAL_SEED_OFFSET
 
     env_cfg = task.config.env
-    env = make_env(env_cfg.id, render_mode="rgb_array", **env_cfg.kwargs)
-    was_training = task.model.training
-    task.model.eval()
-    try:
-        player = Player(env, QAgent(task.model, task.device), episodes=1, seed=task.config.seed + EVAL_SEED_OFFSET)
-        run = Path(task.run_dir).name if task.run_dir is not None else ""
-        overlay = Overlay(player, env_cfg.id, f"{run}   evaluation episode".strip())
-        return np.stack(list(record_frames(overlay, max_frames)))
-    finally:
-        task.model.train(was_training)
-        env.close()
+    with drawing_off_screen():
+        env = make_env(env_cfg.id, render_mode="rgb_array", **env_cfg.kwargs)
+        was_training = task.model.training
+        task.model.eval()
+        try:
+            player = Player(env, QAgent(task.model, task.device), episodes=1,
+                            seed=task.config.seed + EVAL_SEED_OFFSET)
+            run = Path(task.run_dir).name if task.run_dir is not None else ""
+            overlay = Overlay(player, env_cfg.id, f"{run}   evaluation episode".strip())
+            return np.stack(list(record_frames(overlay, max_frames)))
+        finally:
+            task.model.train(was_training)
+            env.close()
