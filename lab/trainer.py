@@ -106,6 +106,7 @@ class Trainer:
         self.best_value: float | None = None
         self.best_step: int | None = None
         self.newer_saved_best: tuple[int, float] | None = None  # (step, value) of a best past the resumed step
+        self.own_weights_only_best: str | None = None  # the weights-only best this process wrote last
         self.window: dict[str, list[Any]] = {}  # metric -> [sum, count] over the current log window
         self.last_eval: dict[str, float] = {}
         self.stop_signal: int | None = None
@@ -288,9 +289,13 @@ class Trainer:
             model_state = unwrap(self.task.model).state_dict()
             if weights_only:
                 ckpt.write_checkpoint(path, model_state, self._record(), weights_only=True)
+                self.own_weights_only_best = path.name
             else:
                 ckpt.write_checkpoint(path, model_state, self.state_dict())
                 ckpt.atomic_write_json(root / "latest.json", {"name": path.name, "step": self.step})
+                # The same model as the weights-only best this process just wrote (nothing trains between an
+                # evaluation and the checkpoints of its step): the full checkpoint takes its place.
+                best = best or self.own_weights_only_best == ckpt.step_name(self.step, weights_only=True)
             if best:
                 ckpt.atomic_write_json(root / "best.json", {"name": path.name, "step": self.step,
                                                             "metric": self.best_metric, "value": self.best_value})

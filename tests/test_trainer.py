@@ -80,10 +80,11 @@ def test_dqn_best_checkpoints_hold_weights_alone_and_latest_stays_resumable(tmp_
     assert checkpoint_names(tmp_path)["kept"] == ["best_step_000000150", "step_000000200"]
     save_at(250, best_value=30.0)  # a superseded best goes
     assert checkpoint_names(tmp_path)["kept"] == ["best_step_000000250", "step_000000200"]
-    save_at(300, best_value=40.0)  # the trainer's order at a step that both evaluates and checkpoints
-    save_at(300)
-    assert checkpoint_names(tmp_path) == {"latest": "step_000000300", "best": "best_step_000000300",
-                                          "kept": ["best_step_000000300", "step_000000300"]}
+    save_at(300, best_value=40.0)  # the trainer's order at a step that both evaluates and checkpoints:
+    save_at(300)  # the full checkpoint of the same model replaces the weights-only best
+    assert checkpoint_names(tmp_path) == {"latest": "step_000000300", "best": "step_000000300",
+                                          "kept": ["step_000000300"]}
+    assert json.loads((tmp_path / "checkpoints" / "best.json").read_text())["value"] == 40.0
     trainer.task.close()
 
 
