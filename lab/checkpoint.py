@@ -182,6 +182,13 @@ def checkpoint_dir(run_dir: Path) -> Path:
     return run_dir / "checkpoints"
 
 
+def read_pointer(root: Path, which: str) -> dict[str, Any] | None:
+    """What `latest.json` or `best.json` in a checkpoints directory holds ("name", "step", …), or None before
+    the first checkpoint of its kind."""
+    pointer = root / f"{which}.json"
+    return json.loads(pointer.read_text(encoding="utf-8")) if pointer.is_file() else None
+
+
 def step_name(step: int, weights_only: bool = False) -> str:
     """Full and weights-only checkpoints of one step have different names, so neither ever replaces the other."""
     return f"best_step_{step:09d}" if weights_only else f"step_{step:09d}"
@@ -191,11 +198,9 @@ def find_checkpoint(run_dir: Path, which: str = "latest") -> Path:
     """'latest' (the newest resumable one), 'best' or a checkpoint directory name inside RUN_DIR/checkpoints."""
     root = checkpoint_dir(run_dir)
     if which in ("latest", "best"):
-        pointer = root / f"{which}.json"
-        if pointer.is_file():
-            target = root / json.loads(pointer.read_text(encoding="utf-8"))["name"]
-            if (target / STATE_FILE).is_file():
-                return target
+        record = read_pointer(root, which)
+        if record is not None and (root / record["name"] / STATE_FILE).is_file():
+            return root / record["name"]
         complete = sorted(p for p in root.glob("step_*") if is_resumable(p))
         if complete and which == "latest":
             return complete[-1]

@@ -6,7 +6,6 @@ checkpoints (periodic, best, on stop), early stopping, seeding, Ctrl-C/SIGTERM a
 """
 from __future__ import annotations
 
-import json
 import shutil
 import signal
 import sys
@@ -293,10 +292,9 @@ class Trainer:
             else:
                 ckpt.write_checkpoint(path, model_state, self.state_dict())
                 ckpt.atomic_write_json(root / "latest.json", {"name": path.name, "step": self.step})
-                # The same model as the weights-only best this process just wrote (nothing trains between an
-                # evaluation and the checkpoints of its step): the full checkpoint takes its place.
-                best = best or self.own_weights_only_best == ckpt.step_name(self.step, weights_only=True)
-            if best:
+            # A full checkpoint right after this process's weights-only best of the same step holds the same model
+            # (nothing trains between an evaluation and the checkpoints of its step): it takes the best's place.
+            if best or self.own_weights_only_best == ckpt.step_name(self.step, weights_only=True):
                 ckpt.atomic_write_json(root / "best.json", {"name": path.name, "step": self.step,
                                                             "metric": self.best_metric, "value": self.best_value})
             self._prune(root)
@@ -305,8 +303,8 @@ class Trainer:
 
     def _prune(self, root: Path) -> None:
         """Keep what latest and best point at and the last `keep_last` full checkpoints."""
-        keep = {json.loads((root / f"{p}.json").read_text())["name"] for p in ("latest", "best")
-                if (root / f"{p}.json").is_file()}
+        keep = {record["name"] for record in (ckpt.read_pointer(root, "latest"), ckpt.read_pointer(root, "best"))
+                if record is not None}
         full = sorted(p for p in root.glob("step_*") if p.is_dir())
         keep.update(p.name for p in full[-self.config.trainer.keep_last:])
         for old in full + [p for p in root.glob("best_step_*") if p.is_dir()]:
@@ -320,14 +318,11 @@ class Trainer:
     # its step, it counts improvements and patience as the unbroken run did, but writes a best checkpoint only
     # for a model better than that saved one; from its step on, the saved one is the run's best.
     def _newer_saved_best(self) -> tuple[int, float] | None:
-        pointer = ckpt.checkpoint_dir(self.run_dir) / "best.json" if self.run_dir is not None else None
-        if pointer is None or not pointer.is_file():
+        record = ckpt.read_pointer(ckpt.checkpoint_dir(self.run_dir), "best") if self.run_dir is not None else None
+        if record is None or record.get("metric") != self.best_metric or record.get("value") is None:
             return None
-        record = json.loads(pointer.read_text(encoding="utf-8"))
         newer = record["step"] > (self.best_step if self.best_step is not None else -1)
-        if newer and record.get("metric") == self.best_metric and record.get("value") is not None:
-            return record["step"], record["value"]
-        return None
+        return (record["step"], record["value"]) if newer else None
 
     def _catch_up_with_saved_best(self, finished: bool = False) -> None:
         saved = self.newer_saved_best
