@@ -17,7 +17,7 @@ EPILOG = """examples:
   lab eval runs/cartpole-20261122-101500 --episodes 20 --json
   lab config vision/digits optim.lr=3e-3               print the resolved config
   lab list                                             configs, tasks, agents, models, environments
-  lab plot runs/cartpole-20261122-101500              learning curves to a PNG
+  lab plot runs/cartpole-20261122-101500              learning curves to a PNG (several runs: overlaid)
 """
 
 
@@ -73,11 +73,23 @@ def build_parser(plugin_commands: bool = True) -> tuple[argparse.ArgumentParser,
     ls.add_argument("what", nargs="?", choices=["configs", "tasks", "agents", "models", "envs", "commands"])
     ls.add_argument("--json", action="store_true")
 
-    pl = add("plot", "draw a run's learning curves to a PNG",
-             "Plot every train/ and eval/ metric of a run against steps (eval std as a band).\n\n"
-             "example:\n  lab plot runs/cp --out curves.png")
-    pl.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    pl.add_argument("--out", type=Path, help="PNG path (default: RUN_DIR/plots/curves.png)")
+    pl = add("plot", "draw learning curves of one run, or of several overlaid, to a PNG",
+             "Plot every train/ and eval/ metric of a run (eval std as a band). Given several runs, overlay them\n"
+             "panel by panel, one colour a run: seeds, configs, DQN against PQN.\n\n"
+             "examples:\n"
+             "  lab plot runs/cp --out curves.png\n"
+             "  lab plot runs/pong-dqn runs/pong-pqn --metric eval/mean_return --x time\n"
+             "  lab plot runs/cp-seed* --metric 'train/*' --smooth 0.9")
+    pl.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
+    pl.add_argument("--out", type=Path,
+                    help="PNG path (default: RUN_DIR/plots/curves.png; several runs: compare.png beside them)")
+    pl.add_argument("--metric", action="append", metavar="KEY",
+                    help="draw only this metric; a glob such as 'eval/*' works; repeat for more (default: all)")
+    pl.add_argument("--x", choices=["step", "time"], default="step",
+                    help="x axis: env/optimizer steps, or training time in minutes (default: step)")
+    pl.add_argument("--smooth", type=float, default=0.0, metavar="W",
+                    help="exponential moving average weight in [0, 1), as TensorBoard's (default: 0, raw)")
+    pl.add_argument("--json", action="store_true", help="print the PNG path and the metrics drawn as JSON")
 
     for name in COMMANDS.names() if plugin_commands else []:
         command = COMMANDS.get(name)
@@ -244,11 +256,16 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from lab.plotting import plot_run
+    from lab.plotting import plot_runs
     from lab.runs import open_run
 
-    open_run(args.run_dir)
-    print(plot_run(args.run_dir, args.out))
+    for run_dir in args.run_dirs:
+        open_run(run_dir)
+    png, metrics = plot_runs(args.run_dirs, args.out, args.metric, args.x, args.smooth)
+    if args.json:
+        print(json.dumps({"png": str(png), "runs": [str(r) for r in args.run_dirs], "metrics": metrics}))
+    else:
+        print(png)
     return 0
 
 

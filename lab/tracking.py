@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from lab.errors import LabError
+
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -20,8 +22,11 @@ class Tracker:
                  enabled: bool = True) -> None:
         self.run_dir = run_dir
         self.enabled = enabled
-        self.started = time.monotonic()
         self.wandb_run = None
+        # time/elapsed is training time: a resumed run goes on from its log's last record (after truncation),
+        # so the time between stopping and resuming is not counted and time axes stay monotonic.
+        trained = max((r.get("time/elapsed", 0.0) for r in read_metrics(run_dir)), default=0.0) if enabled else 0.0
+        self.started = time.monotonic() - trained
         if not enabled:
             return
         self._metrics = open(run_dir / METRICS_FILE, "a", encoding="utf-8")
@@ -36,7 +41,7 @@ class Tracker:
     def log(self, metrics: dict[str, float], step: int) -> None:
         if not self.enabled:
             return
-        # Seconds since the tracker started: benchmarks plot score against time, not only against steps.
+        # Seconds of training so far: benchmarks plot score against time, not only against steps.
         record = {"step": step, "time/elapsed": round(time.monotonic() - self.started, 3), **metrics}
         self._metrics.write(json.dumps(record) + "\n")
         self._metrics.flush()
@@ -88,17 +93,26 @@ class Tracker:
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The run's logged records. A torn last line (the process killed mid-write) is left out."""
     path = run_dir / METRICS_FILE
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number < len(lines):
+                raise LabError(f"{path}: line {number} is not JSON; fix or delete that line") from None
+    return records
 
 
 def truncate_metrics(run_dir: Path, step: int) -> None:
-    """On resume, drop records logged after the checkpoint we continue from, so the log matches an unbroken run."""
+    """On resume, drop records logged after the checkpoint we continue from, so the log matches an unbroken run
+    (and a torn last line goes, so the next record starts on a line of its own)."""
     from lab.checkpoint import atomic_write_text
 
-    records = read_metrics(run_dir)
-    kept = [r for r in records if r["step"] <= step]
-    if len(kept) != len(records):
+    if (run_dir / METRICS_FILE).is_file():
+        kept = [r for r in read_metrics(run_dir) if r["step"] <= step]
         atomic_write_text(run_dir / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in kept))
