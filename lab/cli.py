@@ -18,6 +18,7 @@ EPILOG = """examples:
   lab config vision/digits optim.lr=3e-3               print the resolved config
   lab list                                             configs, tasks, agents, models, environments
   lab plot runs/cartpole-20261122-101500              learning curves to a PNG (several runs: overlaid)
+  lab runs                                             every run: steps, best evaluation, finished or not
 """
 
 
@@ -90,6 +91,14 @@ def build_parser(plugin_commands: bool = True) -> tuple[argparse.ArgumentParser,
     pl.add_argument("--smooth", type=float, default=0.0, metavar="W",
                     help="exponential moving average weight in [0, 1), as TensorBoard's (default: 0, raw)")
     pl.add_argument("--json", action="store_true", help="print the PNG path and the metrics drawn as JSON")
+
+    rs = add("runs", "list runs: task, steps, best evaluation, finished or not",
+             "List the run directories under a folder (default: runs/), oldest first: task, config, steps done\n"
+             "of max_steps, the best evaluation (what lab eval loads), and whether the run finished, stopped\n"
+             "early or is unfinished (still training, or stopped: resume it), with the age of its last log line.\n\n"
+             "examples:\n  lab runs\n  lab runs experiments/ --json")
+    rs.add_argument("root", nargs="?", type=Path, default=Path("runs"), metavar="DIR")
+    rs.add_argument("--json", action="store_true", help="print the rows as a JSON list")
 
     for name in COMMANDS.names() if plugin_commands else []:
         command = COMMANDS.get(name)
@@ -269,7 +278,46 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-BUILTIN = {"train": cmd_train, "eval": cmd_eval, "config": cmd_config, "list": cmd_list, "plot": cmd_plot}
+def cmd_runs(args: argparse.Namespace) -> int:
+    from lab.runs import list_runs
+
+    rows = list_runs(args.root)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no runs in {args.root}/ yet: lab train CONFIG makes one")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("run", "task", "config", "steps", "best", "status", "last log"):
+        table.add_column(column, justify="right" if column in ("steps", "last log") else "left")
+    for row in rows:
+        steps = f"{row['step'] or 0:,}" + (f"/{row['max_steps']:,}" if row["max_steps"] else "")
+        best = (f"{row['best_metric'].split('/')[-1]} {row['best']:.4g} @ {row['best_step']:,}"
+                if row["best"] is not None else "")
+        status = f"early stop: {row['early_stop']}" if row["early_stop"] else row["status"]
+        table.add_row(Path(row["run"]).name, row["task"], row["config"], steps, best, status,
+                      _age(row["last_log_s"]))
+    Console(width=max(Console().width, 120)).print(table)
+    if any(row["status"] == "unfinished" for row in rows):
+        print("unfinished: still training, or stopped (lab train --resume RUN_DIR); compare: lab plot RUN_DIR …")
+    return 0
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit} ago"
+    return f"{seconds:.0f} s ago"
+
+
+BUILTIN = {"train": cmd_train, "eval": cmd_eval, "config": cmd_config, "list": cmd_list, "plot": cmd_plot,
+           "runs": cmd_runs}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,10 +16,11 @@ from lab.devices import resolve_device
 from lab.distributed import DistInfo
 from lab.errors import LabError
 from lab.registry import TASKS
+from lab.tracking import METRICS_FILE, read_metrics
 from lab.task import Task
 
 RUNS_ROOT = Path("runs")
-CONFIG_FILE, RUN_FILE = "config.yaml", "run.json"
+CONFIG_FILE, RUN_FILE, RESULT_FILE = "config.yaml", "run.json", "result.json"
 
 
 def default_run_dir(config: RunConfig, config_name: str) -> Path:
@@ -83,3 +84,40 @@ def load_trained_task(run_dir: Path, which: str = "best", device: str | None = N
     ckpt.load_model_weights(task.model, weights, path)
     task.model.eval()
     return task, config, path
+
+
+def describe_run(run_dir: Path, now: float | None = None) -> dict[str, Any]:
+    """One row of `lab runs`: what the run is, how far it got, its best evaluation and how it ended. A run
+    still training and one stopped or killed look alike on disk ("unfinished"); `last_log_s` tells them apart."""
+    info = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
+    trainer = (read_yaml(run_dir / CONFIG_FILE).get("trainer") or {}) if (run_dir / CONFIG_FILE).is_file() else {}
+    root = ckpt.checkpoint_dir(run_dir)
+    latest, best = ckpt.read_pointer(root, "latest"), ckpt.read_pointer(root, "best")
+    result_path = run_dir / RESULT_FILE
+    result = json.loads(result_path.read_text(encoding="utf-8")) if result_path.is_file() else None
+    metrics = run_dir / METRICS_FILE
+    saved_step = latest["step"] if latest else None
+    logged = read_metrics(run_dir)
+    step = max([saved_step or 0] + [r["step"] for r in logged[-1:]]) if latest or logged else None
+    max_steps = trainer.get("max_steps")
+    if result is not None and result["step"] == saved_step:  # not a result left by a run resumed since
+        status = "early stop" if result["early_stop"] else "finished"
+    elif saved_step is not None and max_steps and saved_step >= max_steps:  # a run older than result.json
+        status = "finished"
+    else:
+        status = "unfinished" if step is not None else "not started"
+    return {"run": str(run_dir), "task": info.get("task"), "config": info.get("config_source"),
+            "created": info.get("created"), "step": step, "max_steps": max_steps,
+            "best_metric": best and best.get("metric"), "best": best and best.get("value"),
+            "best_step": best and best["step"], "status": status,
+            "early_stop": result["early_stop"] if status == "early stop" else None,
+            "last_log_s": round((now or time.time()) - metrics.stat().st_mtime) if metrics.is_file() else None}
+
+
+def list_runs(root: Path = RUNS_ROOT) -> list[dict[str, Any]]:
+    """Every run dir directly under `root` (or `root` itself if it is one), oldest first."""
+    if not root.is_dir():
+        raise LabError(f"'{root}' is not a directory; give the folder your runs are in (default: {RUNS_ROOT}/)")
+    dirs = [root] if (root / RUN_FILE).is_file() else [p for p in root.iterdir() if (p / RUN_FILE).is_file()]
+    rows = [describe_run(d) for d in dirs]
+    return sorted(rows, key=lambda row: (row["created"] or "", row["run"]))

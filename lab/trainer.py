@@ -26,6 +26,7 @@ from lab.distributed import DistInfo, barrier, init_distributed
 from lab.errors import LabError, did_you_mean
 from lab.optim import build_optimizer, lr_factor
 from lab.registry import TASKS
+from lab.runs import RESULT_FILE
 from lab.seeding import rng_state, seed_everything, set_rng_state
 from lab.task import StepOutput, Task
 from lab.tracking import Tracker, truncate_metrics
@@ -164,9 +165,13 @@ class Trainer:
             if self.early_stop_reason:
                 progress.print(f"early stop: {self.early_stop_reason}")
             exit_code = 0
-            return {"step": self.step, "eval": dict(self.last_eval), "best": self.best_value,
-                    "best_step": self.best_step, "best_metric": self.best_metric,
-                    "early_stop": self.early_stop_reason}
+            result = {"step": self.step, "eval": dict(self.last_eval), "best": self.best_value,
+                      "best_step": self.best_step, "best_metric": self.best_metric,
+                      "early_stop": self.early_stop_reason}
+            if self.run_dir is not None and self.dist.is_main:  # what `lab runs` reports as the run's outcome
+                ckpt.atomic_write_json(self.run_dir / RESULT_FILE,
+                                  {**result, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+            return result
         finally:
             for signum, handler in previous_handlers.items():
                 signal.signal(signum, handler)

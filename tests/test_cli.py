@@ -106,7 +106,7 @@ def test_config_prints_the_resolved_config(capsys) -> None:
     assert resolved["trainer"]["eval_episodes"] == 10  # a default filled in
 
 
-@pytest.mark.parametrize("command", ["train", "eval", "config", "list", "plot"])
+@pytest.mark.parametrize("command", ["train", "eval", "config", "list", "plot", "runs"])
 def test_help_explains_with_an_example(command: str) -> None:
     result = lab(command, "--help")
     assert result.returncode == 0

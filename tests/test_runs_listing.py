@@ -1,0 +1,83 @@
+"""`lab runs`: each run's progress, best evaluation and outcome, read from what the trainer leaves on disk."""
+import json
+import signal
+from pathlib import Path
+
+import pytest
+
+from lab.checkpoint import find_checkpoint
+from lab.cli import main
+from lab.config import load_config
+from lab.runs import RESULT_FILE, create_run_dir, describe_run, list_runs
+from lab.trainer import Trainer, TrainingInterrupted
+from tests.conftest import TINY_DQN
+
+
+@pytest.fixture(scope="module")
+def runs_root(tmp_path_factory) -> Path:
+    """Four runs: finished, stopped early by trainer.stop_at, interrupted at step 300, and never started."""
+    root = tmp_path_factory.mktemp("runs")
+    assert main(["train", "dqn/cartpole", *TINY_DQN, "--run-dir", str(root / "a-finished")]) == 0
+    assert main(["train", "dqn/cartpole", *TINY_DQN, "trainer.stop_at=5", "--run-dir", str(root / "b-early")]) == 0
+    config = load_config("dqn/cartpole", TINY_DQN)
+    create_run_dir(root / "c-stopped", config, "dqn/cartpole")
+    stop = [lambda t: t.request_stop(signal.SIGTERM) if t.step >= 300 else None]
+    with pytest.raises(TrainingInterrupted):
+        Trainer(config, root / "c-stopped", callbacks=stop).fit()
+    create_run_dir(root / "d-new", config, "dqn/cartpole")
+    (root / "not-a-run").mkdir()
+    return root
+
+
+def test_each_run_has_its_status_progress_and_best(runs_root: Path) -> None:
+    rows = {Path(row["run"]).name: row for row in list_runs(runs_root)}
+    assert list(rows) == ["a-finished", "b-early", "c-stopped", "d-new"]  # oldest first; not-a-run left out
+    finished = rows["a-finished"]
+    best = json.loads((runs_root / "a-finished" / "checkpoints" / "best.json").read_text())
+    assert (finished["status"], finished["step"], finished["max_steps"]) == ("finished", 600, 600)
+    assert (finished["best_metric"], finished["best"], finished["best_step"]) == (best["metric"], best["value"],
+                                                                                  best["step"])
+    assert rows["b-early"]["status"] == "early stop" and "eval/mean_return" in rows["b-early"]["early_stop"]
+    assert rows["b-early"]["step"] < 600
+    assert (rows["c-stopped"]["status"], rows["c-stopped"]["step"]) == ("unfinished", 300)
+    assert rows["c-stopped"]["last_log_s"] >= 0
+    assert (rows["d-new"]["status"], rows["d-new"]["step"], rows["d-new"]["best"]) == ("not started", None, None)
+
+
+def test_a_result_left_before_a_resume_does_not_make_the_run_finished(runs_root: Path, tmp_path: Path) -> None:
+    stopped = runs_root / "c-stopped"
+    result = json.loads((runs_root / "a-finished" / RESULT_FILE).read_text())
+    assert result["step"] == 600 and "finished" in result
+    (stopped / RESULT_FILE).write_text(json.dumps({**result, "step": 200}))
+    try:
+        assert describe_run(stopped)["status"] == "unfinished"
+    finally:
+        (stopped / RESULT_FILE).unlink()
+
+
+def test_resuming_to_the_end_makes_it_finished(runs_root: Path, tmp_path: Path) -> None:
+    import shutil
+
+    run_dir = tmp_path / "resumed"
+    shutil.copytree(runs_root / "c-stopped", run_dir)
+    Trainer(load_config("dqn/cartpole", TINY_DQN), run_dir).fit(resume_from=find_checkpoint(run_dir, "latest"))
+    assert describe_run(run_dir)["status"] == "finished"
+
+
+def test_lab_runs_table_and_json(runs_root: Path, capsys) -> None:
+    assert main(["runs", str(runs_root)]) == 0
+    out = capsys.readouterr().out
+    for text in ("a-finished", "finished", "early stop: eval/mean_return", "300/600", "not started",
+                 "lab train --resume"):
+        assert text in out, text
+    assert main(["runs", str(runs_root / "a-finished"), "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert row["status"] == "finished"
+
+
+def test_lab_runs_on_an_empty_or_missing_folder(tmp_path: Path, capsys) -> None:
+    assert main(["runs", str(tmp_path)]) == 0
+    assert "no runs in" in capsys.readouterr().out
+    assert main(["runs", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not a directory" in err
