@@ -54,6 +54,8 @@ class QModelConfig(ModelSwitches):
     layer_norm: bool = False
     dueling: bool = False
     head_hidden: int = Field(0, ge=0, description="hidden units in the Q head (0: linear head)")
+    init_from: str | None = Field(None, description="RUN_DIR whose vision encoder (an agent's pixel torso or an "
+                                                    "image classifier's backbone) starts this pixel torso")
 
 
 class DQNConfig(RunConfig):

@@ -13,6 +13,7 @@ from agents.networks import QNetwork
 from agents.runner import EnvRunner
 from agents.torsos import build_torso
 from envs.atari import is_atari
+from lab.checkpoint import has_checkpoint
 from lab.task import Task
 
 
@@ -25,7 +26,7 @@ class ValueAgent(Task):
         self.runner = EnvRunner(config.env, config.seed, device)
         self.n_actions = self.runner.n_actions
         obs_space = self.runner.envs.single_observation_space
-        torso = build_torso(config.model, obs_space.shape)
+        torso = build_torso(config.model, obs_space.shape, load_weights=not has_checkpoint(run_dir))
         self.model = QNetwork(torso, self.n_actions, config.model.dueling, config.model.head_hidden).to(device)
         self.generator = torch.Generator(device=device).manual_seed(config.seed)  # exploration (and sampling)
         self.evaluator = EpisodeEvaluator(config.env.id, config.env.kwargs)

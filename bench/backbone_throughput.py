@@ -7,8 +7,8 @@ median images/s and the median lab/timm ratio of the rounds with its range.
 timm is imported only here; without it the lab's model is measured alone.
 
     python bench/backbone_throughput.py                       # GPU: batch 256, 224×224
-    python bench/backbone_throughput.py --device cpu          # tiny CPU budget: batch 4, 64×64, 2 steps
-    python bench/backbone_throughput.py --device cpu --no-compile   # seconds: compiling on a CPU takes minutes
+    python bench/backbone_throughput.py --device cpu          # tiny CPU budget: batch 4, 64×64, 2 steps, eager
+    python bench/backbone_throughput.py --device cpu --compile      # compiled too: minutes on a CPU
     python bench/backbone_throughput.py --json --batch 128 --steps 50
 """
 from __future__ import annotations
@@ -136,7 +136,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, help="untimed steps first, compilation included (default: 10 GPU, 1 CPU)")
     parser.add_argument("--rounds", type=int, help="timed windows per model, taken in turns (default: 5 GPU, 1 CPU)")
     parser.add_argument("--image-size", type=int, help="square input size (default: 224 on GPU, 64 on CPU)")
-    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile settings")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="also measure with torch.compile (default: on GPU yes; on CPU no, it takes minutes)")
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
     args = parser.parse_args(argv)
     if args.device == "auto":
@@ -144,6 +145,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda, but torch sees no CUDA device")
     gpu = args.device == "cuda"
+    args.compile = gpu if args.compile is None else args.compile
     for name, on_gpu, on_cpu in (("batch", 256, 4), ("steps", 30, 2), ("warmup", 10, 1), ("image_size", 224, 64),
                                  ("rounds", 5, 1)):
         if getattr(args, name) is None:
@@ -166,7 +168,7 @@ def run(args: argparse.Namespace) -> dict:
         models["timm"] = timm_factory
     results = {setting: measure(models, setting == "compiled", device, args.batch, args.image_size, args.warmup,
                                 args.steps, args.rounds)
-               for setting in ("eager", "compiled")[: 1 if args.no_compile else 2]}
+               for setting in ("eager", "compiled")[: 2 if args.compile else 1]}
     return {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,

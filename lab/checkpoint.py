@@ -182,6 +182,11 @@ def checkpoint_dir(run_dir: Path) -> Path:
     return run_dir / "checkpoints"
 
 
+def has_checkpoint(run_dir: Path | None) -> bool:
+    """Whether the run has saved any checkpoint: a run being resumed or evaluated, not a fresh one."""
+    return run_dir is not None and any(checkpoint_dir(run_dir).glob(f"*/{STATE_FILE}"))
+
+
 def read_pointer(root: Path, which: str) -> dict[str, Any] | None:
     """What `latest.json` or `best.json` in a checkpoints directory holds ("name", "step", …), or None before
     the first checkpoint of its kind."""

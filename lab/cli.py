@@ -202,12 +202,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     episodes = args.episodes or config.trainer.eval_episodes
     with torch.no_grad(), autocast(task.device, bool(getattr(getattr(config, "model", None), "bf16", False))):
         metrics = task.evaluate(episodes)
+    details = task.evaluation_details()
     task.close()
     metrics = {k: (int(v) if k == "episodes" else float(v)) for k, v in metrics.items()}
     if args.json:
-        print(json.dumps({**metrics, "checkpoint": str(path)}))
+        print(json.dumps({**metrics, **details, "checkpoint": str(path)}))
     else:
         print(f"{args.run_dir} ({path.name}): {_format_eval(metrics)}")
+        for key, value in details.items():
+            print(f"  {key}: {value}")
     return 0
 
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from lab.errors import LabError
+
 
 class EpochBatcher:
     def __init__(self, size: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
@@ -18,7 +20,8 @@ class EpochBatcher:
         per_rank = size // world_size  # every rank takes as many samples, so DDP steps stay in lockstep
         self.batches_per_epoch = per_rank // batch_size if drop_last else -(-per_rank // batch_size)
         if self.batches_per_epoch == 0:
-            raise ValueError(f"{size} samples make no batch of {batch_size} on {world_size} rank(s)")
+            raise LabError(f"the training split's {size} samples make no full batch of data.batch_size={batch_size}"
+                           f"{f' on each of {world_size} ranks' if world_size > 1 else ''}: lower data.batch_size")
         self.epoch = 0
         self.batch = 0
         self._order: torch.Tensor | None = None

@@ -58,6 +58,11 @@ class Task:
         """Metrics without the "eval/" prefix. Must not touch the training RNG streams or data order."""
         raise NotImplementedError
 
+    def evaluation_details(self) -> dict[str, str]:
+        """Optional: what the last evaluation's numbers mean that is not a number (sacreBLEU's signatures, say);
+        `lab eval --json` prints it and the run's result.json keeps it."""
+        return {}
+
     # Set by the Trainer before a run's last evaluation: costly media (videos) can wait for it.
     evaluation_is_final: bool = False
 

@@ -169,8 +169,9 @@ class Trainer:
                       "best_step": self.best_step, "best_metric": self.best_metric,
                       "early_stop": self.early_stop_reason}
             if self.run_dir is not None and self.dist.is_main:  # what `lab runs` reports as the run's outcome
-                ckpt.atomic_write_json(self.run_dir / RESULT_FILE,
-                                  {**result, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                ckpt.atomic_write_json(self.run_dir / RESULT_FILE, {
+                    **result, "eval_details": self.task.evaluation_details(),
+                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
             return result
         finally:
             for signum, handler in previous_handlers.items():

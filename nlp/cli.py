@@ -45,13 +45,28 @@ def notes(translation: Translation, limit: int) -> list[str]:
                      "the translation is a guess")
     elif translation.unknown_tokens:
         found.append(f"note: {translation.unknown_tokens} of {pieces} input pieces are unknown to the model")
+    if translation.source and not translation.text.strip():
+        found.append("note: the translation is empty (the model ended it at once; decoding.min_length: 1 forbids it)")
     return found
 
 
-def as_json(translation: Translation) -> dict[str, Any]:
+def as_json(translation: Translation, limit: int) -> dict[str, Any]:
     return {"source": translation.source, "translation": translation.text, "score": round(translation.score, 4),
             "source_tokens": translation.source_tokens, "target_tokens": translation.target_tokens,
-            "truncated": translation.truncated, "unknown_tokens": translation.unknown_tokens}
+            "truncated": translation.truncated, "unknown_tokens": translation.unknown_tokens,
+            "notes": [note.removeprefix("note: ") for note in notes(translation, limit)]}
+
+
+IMAGE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+
+
+def attention_path(path: Path) -> Path:
+    """Where the heatmap goes: a path without a suffix gets .png; another suffix than an image's is refused."""
+    if not path.suffix:
+        return path.with_suffix(".png")
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise LabError(f"--attention {path}: draw to a {', '.join(IMAGE_SUFFIXES)} file")
+    return path
 
 
 def plot_attention(translation: Translation, path: Path) -> Path:
@@ -71,16 +86,44 @@ def plot_attention(translation: Translation, path: Path) -> Path:
     ax.set_ylabel("translation")
     ax.set_title(translation.text if len(translation.text) <= 60 else translation.text[:57] + "…", fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+    except OSError as error:
+        raise LabError(f"--attention {path}: cannot write it ({error.strerror or error})") from None
+    finally:
+        plt.close(fig)
     return path
 
 
 def _report(translation: Translation, translator: Translator, json_output: bool) -> None:
     for line in notes(translation, translator.max_source_tokens):
         print(line, file=sys.stderr)
-    print(json.dumps(as_json(translation), ensure_ascii=False) if json_output else translation.text, flush=True)
+    if json_output:
+        print(json.dumps(as_json(translation, translator.max_source_tokens), ensure_ascii=False), flush=True)
+    else:
+        print(translation.text, flush=True)
+
+
+def _utf8(text: str, where: str) -> str:
+    """Text whose bytes were not UTF-8 reaches Python with stand-in characters; the tokenizer would choke."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise LabError(f"{where} is not UTF-8 text; convert it first (e.g. iconv -f latin1 -t utf-8)") from None
+    return text
+
+
+def _stdin_lines() -> list[str]:
+    """Every line of piped input, checked for UTF-8 line by line so an error can name the line."""
+    lines = []
+    for number, raw in enumerate(sys.stdin.buffer.read().splitlines(), 1):
+        try:
+            lines.append(raw.decode("utf-8-sig" if number == 1 else "utf-8"))
+        except UnicodeDecodeError:
+            raise LabError(f"line {number} of the input is not UTF-8 text; convert it first "
+                           "(e.g. iconv -f latin1 -t utf-8)") from None
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,29 +131,33 @@ def run(args: argparse.Namespace) -> int:
         raise LabError(f"--beam must be at least 1, got {args.beam}")
     if args.attention is not None and args.text is None:
         raise LabError("--attention draws one sentence: give the TEXT argument too")
-    if args.text is not None and not args.text.strip():
+    if args.text is not None and not _utf8(args.text, "the text").strip():
         raise LabError("nothing to translate: the text is empty")
+    attention = attention_path(args.attention) if args.attention is not None else None
     translator = load_translator(args.run_dir, args.checkpoint, args.device, args.beam)
 
     if args.text is not None:
-        translation = translator.translate([args.text], return_attention=args.attention is not None)[0]
+        translation = translator.translate([args.text], return_attention=attention is not None)[0]
         _report(translation, translator, args.json)
-        if args.attention is not None:
+        if attention is not None:
             if translation.attention is None:
                 raise LabError("this model has no attention to draw (it is an encoder–decoder without attention)")
-            print(f"attention: {plot_attention(translation, args.attention)}", file=sys.stderr)
+            print(f"attention: {plot_attention(translation, attention)}", file=sys.stderr)
         return 0
 
-    interactive = sys.stdin.isatty()
-    if interactive:
-        print("type a sentence and press Enter; Ctrl-D ends", file=sys.stderr)
+    if not sys.stdin.isatty():
+        # Piped input: translated in batches, one output line per input line (a blank line gives a blank one,
+        # so the output lines up with the input).
+        for translation in translator.translate(_stdin_lines()):
+            _report(translation, translator, args.json)
+        return 0
+    print("type a sentence and press Enter; Ctrl-D ends", file=sys.stderr)
     while True:
-        if interactive:
-            print("> ", end="", file=sys.stderr, flush=True)
+        print("> ", end="", file=sys.stderr, flush=True)
         line = sys.stdin.readline()
         if not line:
             return 0
-        if line.strip():
+        if _utf8(line, "the line").strip():
             _report(translator.translate([line])[0], translator, args.json)
 
 
@@ -121,8 +168,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--beam", type=int, metavar="N", help="beam size (default: the run's decoding.beam_size; 1 = greedy)")
     parser.add_argument("--checkpoint", default="best", help="best (default), latest or a step_… directory name")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="override the run's device")
-    parser.add_argument("--json", action="store_true", help="print a JSON object per sentence (tokens, score, notes)")
-    parser.add_argument("--attention", type=Path, metavar="OUT.png", help="draw the attention heatmap of TEXT")
+    parser.add_argument("--json", action="store_true",
+                        help="print a JSON object per sentence (translation, tokens, score, notes)")
+    parser.add_argument("--attention", type=Path, metavar="OUT.png",
+                        help="draw the attention heatmap of TEXT (png, pdf, svg or jpg; no suffix: png)")
 
 
 TRANSLATE = register_command(
@@ -130,9 +179,10 @@ TRANSLATE = register_command(
         name="translate",
         help="translate sentences with a trained translation run",
         description=(
-            "Translates TEXT, or every line of standard input (an interactive prompt in a terminal), with a "
-            "run's best checkpoint, its tokenizer and its decoding settings. Unknown words, cut-off input and "
-            "input in another script are noted on stderr.\n\n"
+            "Translates TEXT, or every line of standard input (an interactive prompt in a terminal; piped input "
+            "gives one output line per input line), with a run's best checkpoint, its tokenizer and its decoding "
+            "settings. Unknown words, cut-off input and input in another script are noted on stderr (and under "
+            "\"notes\" with --json).\n\n"
             "example:\n  lab translate runs/translate_transformer \"Guten Morgen.\" --beam 5 --attention att.png"
         ),
         add_arguments=add_arguments,

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
+import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -74,13 +77,18 @@ def _column(row: dict[str, Any] | list[str], column: str | int, where: str) -> s
         if column >= len(row):
             raise LabError(f"{where}: has {len(row)} columns, no column {column}")
         return row[column]
+    if not isinstance(row, dict):
+        raise LabError(f"{where}: expected a JSON object such as {{\"de\": …, \"en\": …}}, got {row!r:.40}")
     key = str(column)
     if key not in row and isinstance(row.get("translation"), dict):
         row = row["translation"]
     if key not in row:
-        raise LabError(f"{where}: no column {key!r} (columns: {', '.join(map(str, row))}); "
+        hint = " — one column only: does data.format match the file's separator?" if len(row) == 1 else ""
+        raise LabError(f"{where}: no column {key!r} (columns: {', '.join(map(str, row))}){hint}; "
                        "set data.source_column and data.target_column")
     value = row[key]
+    if value is None or isinstance(value, dict | list):
+        raise LabError(f"{where}: column {key!r} holds {json.dumps(value):.40}, not text; fix or remove that row")
     return value if isinstance(value, str) else str(value)
 
 
@@ -94,8 +102,15 @@ def read_parallel_file(path: str | Path, source_column: str | int = "de", target
         format = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}.get(path.suffix.lower(), "")
         if not format:
             raise LabError(f"cannot tell the format of '{path}' from its suffix; set data.format to tsv, csv or jsonl")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")  # -sig: a byte-order mark (as spreadsheet programs write) is not text
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        raise LabError(f"{path}:{line}: not UTF-8 text ({err.reason}); convert the file, e.g. "
+                       f"iconv -f latin1 -t utf-8 {path.name} > utf8.{format}") from None
     pairs: list[Pair] = []
-    with path.open(encoding="utf-8", newline="") as file:
+    with io.StringIO(text, newline="") as file:
         if format == "jsonl":
             for number, line in enumerate(file, 1):
                 if not line.strip():
@@ -167,6 +182,14 @@ def clean_pairs(pairs: list[Pair], max_words: int = 40) -> list[Pair]:
     return cleaned
 
 
+def split_key(sentence: str) -> str:
+    """What the split hashes: the sentence without case, punctuation or spacing, so that near-twins ("Das ist ein
+    starkes Stück." and "Das ist ein starkes Stück!") land in the same split and no test sentence is learnt."""
+    letters = "".join(c for c in unicodedata.normalize("NFC", sentence.casefold())
+                      if not unicodedata.category(c).startswith("P"))
+    return re.sub(r"\s+", " ", letters).strip()
+
+
 def split_fraction(text: str, seed: int) -> float:
     """A stable pseudo-random number in [0, 1) for a sentence: the same on every machine and Python run."""
     digest = hashlib.blake2b(f"{seed}\x00{text}".encode("utf-8"), digest_size=8).digest()
@@ -175,10 +198,11 @@ def split_fraction(text: str, seed: int) -> float:
 
 def split_pairs(pairs: list[Pair], valid_fraction: float = 0.05, test_fraction: float = 0.05,
                 seed: int = 0) -> ParallelSplits:
-    """Assign each pair by a hash of its source sentence, so the split is fixed and survives added data."""
+    """Assign each pair by a hash of its source sentence (`split_key`), so the split is fixed, survives added data
+    and keeps sentences that differ only in case or punctuation together."""
     splits = ParallelSplits([], [], [])
     for pair in pairs:
-        u = split_fraction(pair[0], seed)
+        u = split_fraction(split_key(pair[0]), seed)
         if u < test_fraction:
             splits.test.append(pair)
         elif u < test_fraction + valid_fraction:
@@ -193,7 +217,10 @@ def load_splits(config: DataConfig) -> ParallelSplits:
     if config.dataset is not None:
         raw = load_hf_splits(config.dataset, config.dataset_config, str(config.source_column),
                              str(config.target_column))
-        splits = ParallelSplits(*(clean_pairs(part, config.max_words) for part in (raw.train, raw.valid, raw.test)))
+        # The dataset's own valid and test sets stay whole (only normalised), so scores compare with published ones;
+        # max_words and deduplication thin the training pairs alone.
+        whole = [[(clean_text(s), clean_text(t)) for s, t in part] for part in (raw.valid, raw.test)]
+        splits = ParallelSplits(clean_pairs(raw.train, config.max_words), *whole)
         if not splits.valid or not splits.test:  # a dataset with only a train split: carve out the rest
             splits = split_pairs(splits.train, config.valid_fraction, config.test_fraction, config.split_seed)
     else:
@@ -207,6 +234,11 @@ def load_splits(config: DataConfig) -> ParallelSplits:
         splits.train = splits.train[: config.max_pairs]
     if not splits.train:
         raise LabError("no training pairs left after cleaning; check data.path, the columns and data.max_words")
+    for name in ("valid", "test"):
+        fraction = getattr(config, f"{name}_fraction")
+        if not getattr(splits, name) and (fraction > 0 or name == "valid"):
+            raise LabError(f"the {name} split is empty ({len(splits.train)} training pairs after cleaning, "
+                           f"data.{name}_fraction={fraction}): use more pairs or raise data.{name}_fraction")
     return splits
 
 

@@ -32,6 +32,8 @@ class DecodingConfig(Section):
     length_penalty: float = Field(0.6, ge=0, description="GNMT α: 0 ranks by log-probability, 1 by its per-token mean")
     max_length_ratio: float = Field(1.5, gt=0, description="output length limit: ratio × source length + max_length_extra")
     max_length_extra: int = Field(10, ge=0)
+    min_length: int = Field(1, ge=0, description="output tokens before <eos> may end it: 1 forbids an empty "
+                                                 "translation of a non-empty sentence")
     cuda_graph: bool = Field(True, description="on CUDA, capture a beam-search step once as a CUDA graph and replay it "
                                                "(Transformer); false runs every step eagerly")
 
@@ -224,9 +226,14 @@ def beam_search(model: Seq2SeqModel, source: torch.Tensor, source_mask: torch.Te
 
 def decode(model: Seq2SeqModel, source: torch.Tensor, source_mask: torch.Tensor, config: DecodingConfig,
            return_attention: bool = False) -> Hypotheses:
-    """Greedy for beam_size 1, beam search otherwise, with the config's length limit."""
+    """Greedy for beam_size 1, beam search otherwise, with the config's length limits. Either way a sentence's
+    score is GNMT's length-normalised log-probability, log P(Y|X) / lp(Y), so scores compare across beam sizes."""
     max_length = max_output_length(model, source_mask, config.max_length_ratio, config.max_length_extra)
+    min_length = min(config.min_length, max_length)
     if config.beam_size == 1:
-        return greedy_decode(model, source, source_mask, max_length, return_attention=return_attention)
-    return beam_search(model, source, source_mask, config.beam_size, max_length, alpha=config.length_penalty,
-                       return_attention=return_attention, cuda_graph=config.cuda_graph)
+        found = greedy_decode(model, source, source_mask, max_length, min_length, return_attention=return_attention)
+        lengths = (found.tokens != PAD_ID).sum(dim=1)  # generated tokens, <eos> included
+        found.scores = found.scores / length_penalty(lengths, config.length_penalty)
+        return found
+    return beam_search(model, source, source_mask, config.beam_size, max_length, min_length,
+                       alpha=config.length_penalty, return_attention=return_attention, cuda_graph=config.cuda_graph)

@@ -34,7 +34,8 @@ TokenizerKind = Literal["bpe", "unigram", "wordpiece", "char"]
 
 class TokenizerConfig(Section):
     kind: TokenizerKind = Field("bpe", description="subword model: bpe, unigram, wordpiece or char")
-    vocab_size: int = Field(8000, ge=8, description="upper bound on the vocabulary, special tokens included")
+    vocab_size: int = Field(8000, ge=8, description="target vocabulary size, special tokens included; BPE and "
+                            "WordPiece always keep the whole alphabet, so a tiny target can be exceeded")
     min_frequency: int = Field(2, ge=1, description="bpe/wordpiece/char: ignore rarer pairs or characters")
     shared: bool = Field(True, description="one tokenizer for both languages (else one per side)")
 
@@ -89,7 +90,11 @@ class TextTokenizer:
     def train(cls, texts: Iterable[str], kind: TokenizerKind = "bpe", vocab_size: int = 8000,
               min_frequency: int = 2) -> TextTokenizer:
         tokenizer, trainer = _new_tokenizer(kind, vocab_size, min_frequency)
-        tokenizer.train_from_iterator(texts, trainer)
+        try:
+            tokenizer.train_from_iterator(texts, trainer)
+        except Exception as error:  # tokenizers raises a bare Exception, e.g. a Unigram vocabulary below the alphabet
+            raise LabError(f"cannot train a {kind} tokenizer of {vocab_size} tokens ({error}); raise "
+                           "tokenizer.vocab_size") from None
         return cls(tokenizer)
 
     @classmethod

@@ -37,7 +37,8 @@ class TranslationModelConfig(ModelSwitches):
 
 
 class EvaluationConfig(Section):
-    max_sentences: int | None = Field(None, gt=0, description="translate at most this many sentences per split")
+    max_sentences: int | None = Field(None, gt=0, description="translate at most this many valid sentences at "
+                                     "each evaluation (the test split is always scored whole)")
     examples: int = Field(10, ge=0, description="example translations logged as a table after each evaluation")
 
 
@@ -93,9 +94,10 @@ class TranslationTask(Task):
         return TranslationTokenizers.load(run_dir)
 
     def pairs(self) -> dict[str, list[Pair]]:
-        """The train, valid and test pairs; valid and test capped at evaluation.max_sentences."""
+        """The train, valid and test pairs; valid capped at evaluation.max_sentences, test whole (its BLEU is the
+        result a run reports)."""
         limit = self.config.evaluation.max_sentences
-        return {"train": self.splits.train, "valid": self.splits.valid[:limit], "test": self.splits.test[:limit]}
+        return {"train": self.splits.train, "valid": self.splits.valid[:limit], "test": self.splits.test}
 
     def _encode(self, pairs: list[Pair]) -> list[Example]:
         sources = self.tokenizers.source.encode_batch([s for s, _ in pairs])
@@ -144,10 +146,13 @@ class TranslationTask(Task):
             self.last_scores = scores
         return results
 
+    def evaluation_details(self) -> dict[str, str]:
+        if self.last_scores is None:
+            return {}
+        return {"bleu_signature": self.last_scores.bleu_signature, "chrf_signature": self.last_scores.chrf_signature}
+
     def log_media(self, tracker: Any, step: int) -> None:
-        if self.last_scores is not None:
-            tracker.summary({"bleu_signature": self.last_scores.bleu_signature,
-                             "chrf_signature": self.last_scores.chrf_signature})
+        tracker.summary(self.evaluation_details())
         rows = self.last_examples[: self.config.evaluation.examples]
         if rows:
             tracker.log_table("eval/translations", ["source", "reference", "translation"], rows, step)

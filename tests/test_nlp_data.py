@@ -104,12 +104,38 @@ def test_read_jsonl_flat_and_hugging_face_layout(tmp_path: Path) -> None:
     ("pairs.tsv", "Hallo.\tHi.\n", (0, 5), "no column 5"),
     ("pairs.jsonl", '{"de": "Hallo."\n', ("de", "en"), "not valid JSON"),
     ("pairs.txt", "Hallo.\tHi.\n", ("de", "en"), "set data.format"),
+    ("pairs.jsonl", '{"de": "Hallo.", "en": "Hi."}\n42\n', ("de", "en"), r"pairs.jsonl:2: expected a JSON object"),
+    ("pairs.jsonl", '{"de": "Hallo.", "en": null}\n', ("de", "en"), r"pairs.jsonl:1: column 'en' holds null, not text"),
+    ("pairs.tsv", "de;en\nHallo.;Hi.\n", ("de", "en"), "one column only: does data.format match the file's separator"),
 ])
 def test_bad_files_are_one_line_errors(tmp_path: Path, name: str, content: str, columns: tuple, message: str) -> None:
     path = tmp_path / name
     path.write_text(content, encoding="utf-8")
     with pytest.raises(LabError, match=message):
         read_parallel_file(path, *columns)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_bytes("de,en\nHallo.,Hi.\n".encode("utf-8-sig"))
+    assert read_parallel_file(path) == [("Hallo.", "Hi.")]
+
+
+def test_a_file_that_is_not_utf8_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.tsv"
+    path.write_bytes("de\ten\nHallo.\tHi.\nÜber.\tAbout.\n".encode("latin-1"))
+    with pytest.raises(LabError, match=r"latin1.tsv:3: not UTF-8 text .*iconv -f latin1 -t utf-8"):
+        read_parallel_file(path)
+
+
+def test_splits_too_small_to_evaluate_are_refused_before_training(tmp_path: Path) -> None:
+    path = tmp_path / "five.tsv"
+    path.write_text("de\ten\n" + "".join(f"{s}\t{t}\n" for s, t in make_pairs(5)), encoding="utf-8")
+    with pytest.raises(LabError, match=r"the valid split is empty \(\d training pairs after cleaning, "
+                                       r"data.valid_fraction=0.05\): use more pairs"):
+        load_splits(DataConfig(path=path))
+    with pytest.raises(LabError, match="the valid split is empty"):
+        load_splits(DataConfig(path=path, valid_fraction=0.0, test_fraction=0.0))
 
 
 def test_missing_file_is_an_error(tmp_path: Path) -> None:
@@ -127,11 +153,14 @@ def test_hugging_face_dataset_with_its_own_splits(monkeypatch: pytest.MonkeyPatc
     def load_dataset(name: str, config: str | None) -> dict:
         assert (name, config) == ("wmt16", "de-en")
         row = {"translation": {"de": "Hallo  Welt.", "en": "Hello world."}}
-        return {"train": [row, row], "validation": [row], "test": [row]}
+        long = {"translation": {"de": "Ein sehr langer Satz.", "en": "A very long sentence."}}
+        return {"train": [row, row, long], "validation": [row, row], "test": [row, long]}
 
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
-    splits = load_splits(DataConfig(dataset="wmt16", dataset_config="de-en"))
-    assert splits.train == splits.valid == splits.test == [("Hallo Welt.", "Hello world.")]
+    splits = load_splits(DataConfig(dataset="wmt16", dataset_config="de-en", max_words=3))
+    short, long = ("Hallo Welt.", "Hello world."), ("Ein sehr langer Satz.", "A very long sentence.")
+    assert splits.train == [short]  # deduplicated, long pairs dropped: training only
+    assert splits.valid == [short, short] and splits.test == [short, long]  # the official sets stay whole
 
 
 def test_unreachable_hugging_face_dataset_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -170,6 +199,20 @@ def test_split_is_fixed_disjoint_and_about_the_right_size() -> None:
     assert sum(map(len, sources)) == len(pairs) and not (sources[0] & sources[1] or sources[0] & sources[2])
     assert 300 < len(splits.valid) < 500 and 130 < len(splits.test) < 270
     assert split_pairs(pairs, 0.1, 0.05, seed=1).test != splits.test
+
+
+def test_sentences_differing_in_case_or_punctuation_share_a_split() -> None:
+    from nlp.data import split_key
+
+    assert split_key("Das ist ein starkes Stück!") == split_key(" das ist ein  STARKES Stück.") == \
+        "das ist ein starkes stück"
+    twins = [(f"Satz Nummer {i}{mark}", "x") for i in range(300) for mark in (".", "!", "?")]
+    splits = split_pairs(twins, 0.1, 0.1)
+    homes = {}
+    for name in ("train", "valid", "test"):
+        for source, _ in getattr(splits, name):
+            homes.setdefault(source.rstrip(".!?"), set()).add(name)
+    assert all(len(home) == 1 for home in homes.values()) and splits.test
 
 
 def test_adding_data_keeps_old_pairs_in_their_split() -> None:

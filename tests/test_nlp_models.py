@@ -124,6 +124,7 @@ def test_loss_ignores_padding_and_smoothing_raises_it_for_confident_models() -> 
     other[0, 2] = torch.randn(6)
     assert sequence_loss(logits, target) == sequence_loss(other, target) < 1e-3
     assert sequence_loss(logits, target, label_smoothing=0.1) > 1.0
+    assert sequence_loss(logits, target, label_smoothing=0.1) == sequence_loss(other, target, label_smoothing=0.1)
 
 
 @pytest.mark.parametrize("name, options, message", [

@@ -103,3 +103,12 @@ def test_a_foreign_tokenizer_with_other_special_ids_is_rejected(tmp_path) -> Non
     (tmp_path / "tokenizer.json").write_text(json.dumps(data))
     with pytest.raises(LabError, match="expected 0"):
         TextTokenizer.load(tmp_path / "tokenizer.json")
+
+
+def test_a_vocabulary_smaller_than_the_alphabet_is_a_clear_error() -> None:
+    import string
+
+    from nlp.tokenization import TextTokenizer
+
+    with pytest.raises(LabError, match="cannot train a unigram tokenizer of 20 tokens .*raise tokenizer.vocab_size"):
+        TextTokenizer.train([string.ascii_letters + " äöüß " + string.digits], "unigram", 20)

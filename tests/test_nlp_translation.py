@@ -102,18 +102,18 @@ def test_config_errors_are_one_line(corpus: Path) -> None:
 
 
 def test_tokenizer_learns_from_the_training_split_only(corpus: Path) -> None:
-    task = TranslationTask(tiny_config(corpus, **{"data.valid_fraction": 0.0, "data.test_fraction": 0.0}),
+    task = TranslationTask(tiny_config(corpus, **{"data.split_seed": seed_where_grosse_is(held_out=False)}),
                            torch.device("cpu"), None, DistInfo())
     assert UNK_ID not in task.tokenizers.source.encode("Große")
-    held_out = TranslationTask(tiny_config(corpus, **{"data.split_seed": seed_that_holds_out_grosse(corpus)}),
+    held_out = TranslationTask(tiny_config(corpus, **{"data.split_seed": seed_where_grosse_is(held_out=True)}),
                                torch.device("cpu"), None, DistInfo())
     assert UNK_ID in held_out.tokenizers.source.encode("Große")  # 'ß' only occurs in a held-out pair
 
 
-def seed_that_holds_out_grosse(corpus: Path) -> int:
-    from nlp.data import split_fraction
+def seed_where_grosse_is(held_out: bool) -> int:
+    from nlp.data import split_fraction, split_key
 
-    return next(seed for seed in range(1000) if split_fraction("Große fünf.", seed) < 0.2)
+    return next(seed for seed in range(1000) if (split_fraction(split_key("Große fünf."), seed) < 0.2) == held_out)
 
 
 def test_train_step_and_evaluation_report_loss_bleu_and_chrf(corpus: Path) -> None:
@@ -168,6 +168,16 @@ def test_lab_eval_scores_a_trained_run(trained_run: Path, capsys: pytest.Capture
     assert main(["eval", str(trained_run), "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert {"valid_bleu", "test_bleu", "test_chrf", "test_loss"} <= set(metrics)
+    assert metrics["bleu_signature"].startswith("nrefs:1|case:mixed") and "|nc:6|nw:0|" in metrics["chrf_signature"]
+    result = json.loads((trained_run / "result.json").read_text())
+    assert result["eval_details"]["bleu_signature"] == metrics["bleu_signature"]
+
+
+def test_the_test_split_is_scored_whole_and_valid_is_capped(corpus: Path) -> None:
+    task = TranslationTask(tiny_config(corpus, **{"evaluation.max_sentences": 2}), torch.device("cpu"), None,
+                           DistInfo())
+    pairs = task.pairs()
+    assert len(pairs["valid"]) == 2 and pairs["test"] == task.splits.test and len(pairs["test"]) > 2
 
 
 # --- lab translate -----------------------------------------------------------------------------------------------
@@ -184,20 +194,57 @@ def test_translate_prints_a_translation_and_json(trained_run: Path, capsys: pyte
     assert set(result) >= {"translation", "score", "target_tokens", "truncated", "unknown_tokens"}
 
 
-def test_translate_reads_lines_from_stdin(trained_run: Path, capsys: pytest.CaptureFixture,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    import io
+class PipedInput:
+    """Standard input from a pipe: bytes under .buffer, and not a terminal."""
 
-    monkeypatch.setattr("sys.stdin", io.StringIO("Eins.\n\n   \nVier fünf.\n"))
+    def __init__(self, data: bytes) -> None:
+        import io
+
+        self.buffer = io.BytesIO(data)
+
+    def isatty(self) -> bool:
+        return False
+
+
+def test_piped_lines_give_one_output_line_each(trained_run: Path, capsys: pytest.CaptureFixture,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", PipedInput("\ufeffEins.\n\n   \nVier fünf.\n".encode()))
     assert main(["translate", str(trained_run), "--json"]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert [json.loads(line)["source"] for line in lines] == ["Eins.", "Vier fünf."]
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(line)["source"] for line in lines] == ["Eins.", "", "", "Vier fünf."]
+    assert json.loads(lines[1])["translation"] == "" and json.loads(lines[3])["translation"]
+    monkeypatch.setattr("sys.stdin", PipedInput(b"Eins.\n\xfcber\n"))
+    assert main(["translate", str(trained_run)]) == 2
+    assert "line 2 of the input is not UTF-8 text" in capsys.readouterr().err
+
+
+def test_translate_refuses_text_that_was_not_utf8(trained_run: Path, capsys: pytest.CaptureFixture) -> None:
+    not_utf8 = b"\xfcber".decode("utf-8", "surrogateescape")  # how Python hands such argv bytes over
+    assert main(["translate", str(trained_run), not_utf8]) == 2
+    assert "the text is not UTF-8 text" in capsys.readouterr().err
+
+
+def test_every_translation_is_non_empty_and_scores_compare_across_beams(trained_run: Path,
+                                                                        capsys: pytest.CaptureFixture) -> None:
+    from nlp.cli import load_translator
+
+    for beam in (1, 3):
+        translator = load_translator(trained_run, beam=beam)
+        for translation in translator.translate(["Eins.", "Sechs fünf vier drei zwei eins.", "?"]):
+            assert translation.target_tokens[0] != "<eos>"  # decoding.min_length: 1
+            assert translation.score < 0
+    greedy = load_translator(trained_run, beam=1).translate(["Zwei drei."])[0]
+    beams = load_translator(trained_run, beam=4).translate(["Zwei drei."])[0]
+    assert beams.score >= greedy.score - 1e-5  # the same normalised score, which a wider search can only raise
 
 
 def test_translate_draws_the_attention_heatmap(trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "attention.png"
     assert main(["translate", str(trained_run), "Drei vier.", "--attention", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["translate", str(trained_run), "Drei vier.", "--attention", str(tmp_path / "bare")]) == 0
+    assert f"attention: {tmp_path / 'bare.png'}" in capsys.readouterr().err
+    assert (tmp_path / "bare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.parametrize("text, message", [
@@ -220,6 +267,8 @@ def test_translate_notes_odd_input_instead_of_failing(trained_run: Path, capsys:
 @pytest.mark.parametrize("arguments, message", [
     (["Eins.", "--beam", "0"], "--beam must be at least 1"),
     (["--attention", "a.png"], "give the TEXT argument too"),
+    (["Eins.", "--attention", "a.xyz"], "--attention a.xyz: draw to a .png, .pdf, .svg, .jpg, .jpeg file"),
+    (["Eins.", "--attention", "/proc/a.png"], "--attention /proc/a.png: cannot write it"),
 ])
 def test_translate_rejects_bad_options(trained_run: Path, capsys: pytest.CaptureFixture, arguments: list[str],
                                        message: str) -> None:

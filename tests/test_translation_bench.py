@@ -40,3 +40,9 @@ def test_a_cuda_profile_counts_kernels_per_step_and_reports_copies_apart() -> No
     assert summary["wall_ms_per_step"] == pytest.approx(5.0)
     assert summary["copies_and_memsets_per_step"] == 1 and summary["copy_ms_per_step"] == pytest.approx(0.01)
     assert summary["top"] == [{"name": "ampere_bf16_gemm", "calls_per_step": 3.0, "ms_per_step": 0.15}]
+
+
+def test_a_cpu_run_defaults_to_a_tiny_budget(capsys: pytest.CaptureFixture[str]) -> None:
+    assert load_bench().main(["--device", "cpu", "--skip-bleu", "--skip-throughput", "--json"]) == 0
+    shape = json.loads(capsys.readouterr().out)["shape"]
+    assert (shape["d_model"], shape["layers"], shape["vocab"], shape["decode_batch"]) == (64, 2, 2000, 8)

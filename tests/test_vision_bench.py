@@ -15,7 +15,7 @@ def load_bench():  # noqa: ANN201
 
 def test_cpu_run_reports_images_per_second(capsys: pytest.CaptureFixture[str]) -> None:
     bench = load_bench()
-    argv = ["--device", "cpu", "--no-compile", "--batch", "2", "--steps", "1", "--warmup", "1", "--image-size", "16"]
+    argv = ["--device", "cpu", "--batch", "2", "--steps", "1", "--warmup", "1", "--image-size", "16"]
     argv.append("--json")
     assert bench.main(argv) == 0
     report = json.loads(capsys.readouterr().out)

@@ -162,3 +162,46 @@ def test_image_folder_errors(tmp_path: Path) -> None:
     (tmp_path / "cat" / "broken.png").write_bytes(b"not a png")
     with pytest.raises(LabError, match="cannot read image"):
         load_image_folder(tmp_path)
+
+
+def test_malformed_cifar_batches_are_lab_errors(tmp_path: Path) -> None:
+    folder = tmp_path / "cifar-10-batches-py"
+    fake_cifar_python(folder, per_batch=2)
+    (folder / "batches.meta").write_bytes(pickle.dumps({b"names": []}, protocol=2))
+    with pytest.raises(LabError, match="batches.meta: expected 'label_names', found \\['names'\\]"):
+        load_cifar10(tmp_path, "test")
+    (folder / "batches.meta").unlink()
+    (folder / "test_batch").write_bytes(pickle.dumps({b"labels": 3, b"data": np.zeros(3072, np.uint8)}, protocol=2))
+    with pytest.raises(LabError, match="'labels' must be a list of class indices"):
+        load_cifar10(tmp_path, "test")
+
+
+def test_image_folder_keeps_the_images_own_size_when_asked(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        Image.new("L", (7, 5), 40).save(tmp_path / name / "0.png")
+    data = load_image_folder(tmp_path, image_size=None, channels=1)
+    assert data.images.shape == (2, 1, 5, 7)
+    Image.new("L", (6, 5), 40).save(tmp_path / "b" / "1.png")
+    with pytest.raises(LabError, match="is 5×6 but earlier images are 5×7: set data.image_size"):
+        load_image_folder(tmp_path, image_size=None, channels=1)
+
+
+def test_16_bit_images_are_scaled_not_clipped(tmp_path: Path) -> None:
+    (tmp_path / "x").mkdir()
+    deep = np.full((4, 4), 32896, dtype=np.uint16)  # 0x8080: the middle of the 16-bit range
+    Image.fromarray(deep).save(tmp_path / "x" / "deep.png")
+    assert Image.open(tmp_path / "x" / "deep.png").mode.startswith("I")
+    grey = load_image_folder(tmp_path, image_size=None, channels=1).images
+    assert grey.unique().tolist() == [128]
+    assert load_image_folder(tmp_path, image_size=None, channels=3).images.unique().tolist() == [128]
+
+
+def test_channel_conversion() -> None:
+    from vision.datasets import ImageData, to_channels
+
+    rgb = ImageData(torch.tensor([255, 0, 0], dtype=torch.uint8).view(1, 3, 1, 1), torch.zeros(1).long(), ["a"])
+    assert to_channels(rgb, 1).images.flatten().tolist() == [76]  # 0.299 · 255, red's luma
+    grey = ImageData(torch.tensor([[[[9]]]], dtype=torch.uint8), torch.zeros(1).long(), ["a"])
+    assert to_channels(grey, 3).images.flatten().tolist() == [9, 9, 9]
+    assert to_channels(grey, 1) is grey

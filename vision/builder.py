@@ -142,6 +142,9 @@ def _dropout(layer: _Layer, shape: Shape) -> tuple[nn.Module, Shape]:
 
 def _batchnorm(layer: _Layer, shape: Shape) -> tuple[nn.Module, Shape]:
     options = layer.options(("eps", "momentum"))
+    for key, value in options.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise layer.fail(f"{key} must be a positive number, got {value!r}")
     norm = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
     return norm(shape[0], **options), shape
 
@@ -189,6 +192,14 @@ LAYER_KINDS: dict[str, Callable[[_Layer, Shape], tuple[nn.Module, Shape]]] = {
     "global_pool": _global_pool,
 }
 FLAT_KINDS = ("flatten", "global_pool", "fc", "dense")  # where forward_features ends
+
+
+def _stride(module: nn.Module) -> int:
+    """How much a conv or pool layer downsamples (the larger of its two strides); 1 for every other layer."""
+    if not isinstance(module, nn.Conv2d | nn.MaxPool2d | nn.AvgPool2d):
+        return 1
+    stride = module.stride
+    return max(stride) if isinstance(stride, tuple) else int(stride)
 
 
 class LayerListHead(nn.Module):
@@ -243,9 +254,10 @@ class LayerListNet(Backbone):
             if flat or kind in FLAT_KINDS:
                 flat.append(module)
                 continue
-            if shape[1] < in_shape[1] and features:  # a downsampling layer closes the previous stage
+            layer_stride = _stride(module)
+            if layer_stride > 1 and features:  # a downsampling layer closes the previous stage
                 self._add_stage(len(features) - 1, in_shape[0], stride)
-            stride = self.default_input_shape[1] // shape[1]
+            stride *= layer_stride
             features.append(module)
             self.num_features = shape[0]
         if not features:  # the list starts flat: forward_features passes the image through

@@ -20,7 +20,9 @@ from lab.seeding import restore_generator
 from lab.task import StepOutput, Task
 from vision import backbone_from_config
 from vision.augment import BatchAugment
-from vision.datasets import ImageData, load_cifar10, load_digits, load_image_folder, load_mnist
+from vision.backbones.base import probe_classifier
+from vision.datasets import ImageData, load_cifar10, load_digits, load_image_folder, load_mnist, to_channels
+from vision.transfer import load_backbone, transferable
 
 
 class AugmentConfig(Section):
@@ -34,7 +36,8 @@ class ImageDataConfig(Section):
     source: Literal["digits", "mnist", "cifar10", "folder"] = "digits"
     path: str | None = Field(None, description="folder of the MNIST/CIFAR-10 files or the ImageFolder root")
     image_size: int | None = Field(32, gt=0, description="resize every image to this square size (None: keep)")
-    channels: Literal[1, 3] = 3
+    channels: Literal[1, 3] | None = Field(None, description="1 (grey) or 3 (RGB), converted where the source "
+                                           "differs; None: the source's own (digits, MNIST grey; CIFAR, folder RGB)")
     valid_fraction: float = Field(0.15, gt=0, lt=1)
     test_fraction: float = Field(0.15, gt=0, lt=1, description="split off when the source has no test set")
     split_seed: int = 0
@@ -65,6 +68,9 @@ def resize(data: ImageData, size: int) -> ImageData:
     return ImageData(scaled.round().clamp(0, 255).to(torch.uint8), data.labels, data.class_names)
 
 
+SOURCE_SHAPES = {"digits": (1, 8, 10), "mnist": (1, 28, 10), "cifar10": (3, 32, 10)}  # channels, size, classes
+
+
 def load_splits(cfg: ImageDataConfig) -> tuple[ImageData, ImageData, ImageData]:
     """(train, valid, test) with a fixed stratified split that does not depend on the run's seed."""
     from sklearn.model_selection import train_test_split
@@ -78,21 +84,59 @@ def load_splits(cfg: ImageDataConfig) -> tuple[ImageData, ImageData, ImageData]:
     elif cfg.source == "cifar10":
         full, test = load_cifar10(cfg.path, "train"), load_cifar10(cfg.path, "test")
     else:
-        full, test = load_image_folder(cfg.path, cfg.image_size, cfg.channels), None
+        full, test = load_image_folder(cfg.path, cfg.image_size, cfg.channels or 3), None
 
-    def split(data: ImageData, fraction: float, seed: int) -> tuple[ImageData, ImageData]:
+    def split(data: ImageData, fraction: float, seed: int, name: str) -> tuple[ImageData, ImageData]:
         index = np.arange(len(data.labels))
-        keep, held = train_test_split(index, test_size=fraction, random_state=seed, stratify=data.labels.numpy())
+        try:
+            keep, held = train_test_split(index, test_size=fraction, random_state=seed,
+                                          stratify=data.labels.numpy())
+        except ValueError as error:  # too few images for every class to appear on both sides
+            raise LabError(f"{len(index)} images in {len(data.class_names)} classes are too few to split off "
+                           f"data.{name}={fraction} with every class on both sides ({error}); add images or "
+                           f"change data.{name}") from None
         take = lambda idx: ImageData(data.images[torch.from_numpy(np.sort(idx))],  # noqa: E731
                                      data.labels[torch.from_numpy(np.sort(idx))], data.class_names)
         return take(keep), take(held)
 
-    if cfg.image_size is not None:
-        full, test = resize(full, cfg.image_size), (resize(test, cfg.image_size) if test is not None else None)
+    def prepare(data: ImageData) -> ImageData:
+        data = to_channels(data, cfg.channels) if cfg.channels else data
+        return resize(data, cfg.image_size) if cfg.image_size is not None else data
+
+    full, test = prepare(full), (prepare(test) if test is not None else None)
     if test is None:
-        full, test = split(full, cfg.test_fraction, cfg.split_seed)
-    train, valid = split(full, cfg.valid_fraction, cfg.split_seed + 1)
+        full, test = split(full, cfg.test_fraction, cfg.split_seed, "test_fraction")
+    train, valid = split(full, cfg.valid_fraction, cfg.split_seed + 1, "valid_fraction")
     return train, valid, test
+
+
+def data_shape(cfg: ImageDataConfig) -> tuple[int, tuple[int, int], int]:
+    """(channels, (H, W), classes) of the images a config trains on, without loading them: what `lab summary`
+    needs to show the model the run builds."""
+    if cfg.source == "folder":
+        root = Path(cfg.path or "")
+        if not root.is_dir():
+            raise LabError(f"data.path '{cfg.path}' is not a folder: the classifier's size comes from its class "
+                           "subfolders")
+        classes = sum(1 for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        if cfg.image_size is None:
+            sample = load_image_folder(root, None, cfg.channels or 3).images
+            return sample.shape[1], tuple(sample.shape[2:]), classes
+        return cfg.channels or 3, (cfg.image_size, cfg.image_size), classes
+    channels, size, classes = SOURCE_SHAPES[cfg.source]
+    size = cfg.image_size or size
+    return cfg.channels or channels, (size, size), classes
+
+
+def model_spec(model: ImageModelConfig, channels: int, size: tuple[int, int], classes: int) -> dict[str, Any]:
+    """The backbone spec of a run: its name or layer list and options, sized by the data."""
+    set_by_data = sorted({"in_chans", "num_classes", "input_size"} & set(model.options))
+    if set_by_data:
+        raise LabError(f"model.options.{set_by_data[0]} is set by the data (here {channels} channels, "
+                       f"{size[0]}×{size[1]} images, {classes} classes); remove it, or change data.channels / "
+                       "data.image_size")
+    network = {"layers": model.layers} if model.layers is not None else {"name": model.name}
+    return {**network, **model.options, "in_chans": channels, "num_classes": classes, "input_size": list(size)}
 
 
 @TASKS.register("image_classification", help="supervised image classifier on a vision backbone")
@@ -110,14 +154,21 @@ class ImageClassification(Task):
         self.images = {k: v.images.to(device) for k, v in self.splits.items()}
         self.labels = {k: v.labels.to(device) for k, v in self.splits.items()}
         m = config.model
-        spec: dict[str, Any] = {"name": m.name, **m.options, "in_chans": train.images.shape[1],
-                                "num_classes": len(self.class_names), "input_size": tuple(train.images.shape[2:])}
-        if m.layers is not None:
-            spec = {"layers": m.layers, "in_chans": train.images.shape[1], "num_classes": len(self.class_names),
-                    "input_size": tuple(train.images.shape[2:])}
-        self.model = backbone_from_config(spec).to(device)
+        self.model = backbone_from_config(model_spec(m, train.images.shape[1], tuple(train.images.shape[2:]),
+                                                     len(self.class_names)))
+        probe_classifier(self.model, len(self.class_names), m.name or "the layer list")
+        self.model.to(device)
+        # Transferred weights: copied here for a new run; a resumed or evaluated run loads its own checkpoint, so
+        # it needs the source run no more.
+        self.pretrained: set[str] = set()
         if m.init_from:
-            self._init_backbone(Path(m.init_from))
+            own_checkpoint = ckpt.has_checkpoint(run_dir)
+            self.pretrained = set(transferable(self.model)) if own_checkpoint else \
+                load_backbone(self.model, Path(m.init_from))
+        # A frozen backbone's batch norm keeps the source's statistics: in eval mode even while the head trains.
+        self.frozen_norms = [module for name, module in self.model.named_modules()
+                             if m.freeze_backbone and isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
+                             and f"{name}.running_mean" in self.pretrained]
         self.batcher = EpochBatcher(len(train.labels), config.data.batch_size, config.seed, dist.rank,
                                     dist.world_size)
         a = config.data.augment
@@ -125,22 +176,9 @@ class ImageClassification(Task):
         self.augment_generator = torch.Generator().manual_seed(config.seed + 7919 * dist.rank)
         self.last_confusion: np.ndarray | None = None
 
-    def _init_backbone(self, run_dir: Path) -> None:
-        """Copy every weight of another run's model except its classifier head (a new one fits our classes)."""
-        source = ckpt.read_model_weights(ckpt.find_checkpoint(run_dir, "best"))
-        own = self.model.state_dict()
-        head = {k for k in own if k.startswith(("head.", "fc.", "classifier."))}
-        taken = {k: v for k, v in source.items() if k in own and k not in head}
-        mismatched = [k for k, v in taken.items() if v.shape != own[k].shape]
-        if not taken or mismatched:
-            raise LabError(f"model.init_from: '{run_dir}' has no backbone that fits this model "
-                           f"({'shape mismatch at ' + mismatched[0] if mismatched else 'no shared weights'})")
-        self.model.load_state_dict(taken, strict=False)
-        self.pretrained = set(taken)
-
     def parameter_groups(self) -> list[dict[str, Any]]:
         m = self.config.model
-        pretrained = getattr(self, "pretrained", set())
+        pretrained = self.pretrained
         named = [(n.removeprefix("module."), p) for n, p in self.model.named_parameters()]
         backbone = [p for n, p in named if n in pretrained]
         rest = [p for n, p in named if n not in pretrained]
@@ -157,6 +195,8 @@ class ImageClassification(Task):
         return images.float() / 255.0
 
     def train_step(self) -> StepOutput:
+        for norm in self.frozen_norms:
+            norm.eval()
         index = self.batcher.next().to(self.device)
         images = self.augment(self.images["train"][index], self.augment_generator)
         labels = self.labels["train"][index]

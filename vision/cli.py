@@ -6,34 +6,47 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.console import Console
 from rich.table import Table
 from torch import nn
 
 from lab.commands import Command, register_command
+from lab.config import load_config, read_yaml, resolve_config_path
 from lab.errors import LabError
-from vision.registry import backbone_from_config, create_backbone
+from vision.classification import data_shape, model_spec
+from vision.registry import BACKBONES, backbone_from_config, create_backbone
 from vision.summary import parse_input_shape, summarize
 
 
-def _is_config(target: str) -> bool:
-    return target.endswith((".yaml", ".yml")) or Path(target).is_file()
-
-
-# Keys of a config's `model:` section that describe the network; the rest (bf16, compile, init_from, …) are
-# training switches. `options:` holds the backbone's keyword arguments.
+# Keys of a model-only YAML's `model:` section that describe the network; the rest (bf16, compile, init_from, …)
+# are training switches. `options:` holds the backbone's keyword arguments.
 NETWORK_KEYS = ("name", "layers", "in_chans", "num_classes", "input_size")
 
 
+def _config_path(target: str) -> Path | None:
+    """The YAML a target names: a path, or a name under configs/ (vision/digits); None for a backbone name."""
+    if target in BACKBONES and not target.endswith((".yaml", ".yml")):
+        return None
+    if target.endswith((".yaml", ".yml")) or Path(target).is_file():
+        return Path(target)
+    try:
+        return resolve_config_path(target)
+    except LabError:
+        return None  # not a config either: create_backbone names the nearest backbones
+
+
 def _model_spec(path: Path) -> dict[str, Any]:
-    """The backbone spec of a config file: model.name or model.layers, sizes, and model.options merged in."""
+    """The backbone a YAML describes. A training config (with `task:`) gives the model its run builds, sized by
+    its data; a model-only YAML gives model.name or model.layers, its sizes and model.options."""
     if not path.is_file():
         raise LabError(f"config file {str(path)!r} not found")
-    try:
-        config = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise LabError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    config = read_yaml(path)
+    if isinstance(config, dict) and "task" in config:
+        run_config = load_config(path)
+        if run_config.task != "image_classification":
+            raise LabError(f"{path} trains a {run_config.task} task; lab summary reads image-classification configs "
+                           "and backbone names (an agent's encoder: lab summary nature_cnn --input 4x84x84)")
+        return model_spec(run_config.model, *data_shape(run_config.data))
     model = config.get("model") if isinstance(config, dict) else None
     if not isinstance(model, dict):
         raise LabError(f"{path} has no `model:` section naming a backbone")
@@ -44,14 +57,15 @@ def _model_spec(path: Path) -> dict[str, Any]:
 
 
 def build_model(target: str, input_shape: tuple[int, int, int] | None) -> tuple[nn.Module, str]:
-    """The model a backbone name or config path describes, sized for `input_shape` when given; and its label."""
+    """The model a backbone name or config describes, sized for `input_shape` when given; and its label."""
     overrides: dict[str, Any] = {}
     if input_shape is not None:
         overrides = {"in_chans": input_shape[0], "input_size": list(input_shape[1:])}
-    if _is_config(target):
-        spec = _model_spec(Path(target))
+    path = _config_path(target)
+    if path is not None:
+        spec = _model_spec(path)
         model = backbone_from_config({**spec, **overrides})
-        return model, f"{spec.get('name', 'layer list')} ({target})"
+        return model, f"{spec.get('name') or 'layer list'} ({target})"
     return create_backbone(target, **overrides), target
 
 
@@ -84,7 +98,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        Console().print(summary_table(summary, f"{label} · input {'×'.join(map(str, shape))}"))
+        console = Console()
+        # Piped output has no terminal width: keep layer names whole rather than cut at 80 columns.
+        Console(width=max(console.width, 160) if not console.is_terminal else None).print(
+            summary_table(summary, f"{label} · input {'×'.join(map(str, shape))}"))
     return 0
 
 

@@ -6,7 +6,8 @@ Every loader reads local files only (nothing is downloaded):
 - `load_mnist(root, split)`: MNIST (or Fashion-MNIST) IDX files, raw or gzipped, e.g. train-images-idx3-ubyte.gz.
 - `load_cifar10(root, split)`: the CIFAR-10 python batches (data_batch_1 … test_batch, read by an unpickler that
   only admits numpy arrays) or the binary batches (data_batch_1.bin … test_batch.bin).
-- `load_image_folder(root, image_size)`: one subfolder per class, any format PIL decodes, resized to image_size.
+- `load_image_folder(root, image_size)`: one subfolder per class, any format PIL decodes (16-bit greyscale
+  scaled, not clipped), resized to image_size.
 
 Scale to float (e.g. `images.float() / 255`) on the device, batch by batch; keeping uint8 saves 4× memory.
 """
@@ -172,13 +173,19 @@ def _cifar_python(folder: Path, names: list[str]) -> tuple[np.ndarray, np.ndarra
         if "data" not in batch or "labels" not in batch:
             raise LabError(f"{path}: a CIFAR-10 batch needs 'data' and 'labels', found {sorted(batch)}")
         data, batch_labels = np.asarray(batch["data"], dtype=np.uint8), np.asarray(batch["labels"], dtype=np.int64)
+        if batch_labels.ndim != 1:
+            raise LabError(f"{path}: 'labels' must be a list of class indices, got shape {batch_labels.shape}")
         if data.size != len(batch_labels) * 3 * 32 * 32:
             raise LabError(f"{path}: {len(batch_labels)} labels but {data.size} bytes of 3×32×32 images")
         images.append(data.reshape(-1, 3, 32, 32))
         labels.append(batch_labels)
     classes = CIFAR10_CLASSES
     if (folder / "batches.meta").is_file():
-        names = _unpickle(folder / "batches.meta")["label_names"]
+        meta = _unpickle(folder / "batches.meta")
+        if "label_names" not in meta:
+            raise LabError(f"{folder / 'batches.meta'}: expected 'label_names', found {sorted(meta)}; "
+                           "fix or delete the file (the standard CIFAR-10 names are used without it)")
+        names = meta["label_names"]
         classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
     return np.concatenate(images), np.concatenate(labels), classes
 
@@ -220,8 +227,9 @@ def load_cifar10(root: str | Path, split: str = "train") -> ImageData:
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".tif", ".tiff")
 
 
-def load_image_folder(root: str | Path, image_size: int | Sequence[int] = 32, channels: int = 3) -> ImageData:
-    """root/CLASS_NAME/**/image files → images resized to image_size (H, W); classes sorted by folder name."""
+def load_image_folder(root: str | Path, image_size: int | Sequence[int] | None = 32, channels: int = 3) -> ImageData:
+    """root/CLASS_NAME/**/image files → images resized to image_size (H, W), or kept at their own size when it is
+    None (they must then share one); classes sorted by folder name."""
     from PIL import Image, UnidentifiedImageError
 
     root = Path(root)
@@ -229,7 +237,7 @@ def load_image_folder(root: str | Path, image_size: int | Sequence[int] = 32, ch
         raise LabError(f"image folder {root} not found")
     if channels not in (1, 3):
         raise LabError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
-    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+    size = None if image_size is None else (image_size, image_size) if isinstance(image_size, int) else image_size
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not class_dirs:
         raise LabError(f"{root} has no class subfolders (expected root/CLASS_NAME/image.png)")
@@ -241,11 +249,42 @@ def load_image_folder(root: str | Path, image_size: int | Sequence[int] = 32, ch
         for file in files:
             try:
                 with Image.open(file) as image:
-                    image = image.convert("RGB" if channels == 3 else "L")
-                    pixels = np.asarray(image.resize((width, height), Image.Resampling.BILINEAR), dtype=np.uint8)
+                    image = _to_8_bit(image).convert("RGB" if channels == 3 else "L")
+                    if size is not None:
+                        image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+                    pixels = np.asarray(image, dtype=np.uint8)
             except (UnidentifiedImageError, OSError) as error:
                 raise LabError(f"cannot read image {file}: {error}") from None
-            images.append(pixels.reshape(height, width, channels).transpose(2, 0, 1))
+            if images and pixels.shape[:2] != images[0].shape[1:]:
+                first = "×".join(map(str, images[0].shape[1:]))
+                raise LabError(f"{file} is {pixels.shape[0]}×{pixels.shape[1]} but earlier images are {first}: "
+                               "set data.image_size to resize them all")
+            images.append(pixels.reshape(*pixels.shape[:2], channels).transpose(2, 0, 1))
             labels.append(label)
     labels_tensor = torch.tensor(labels, dtype=torch.int64)
     return ImageData(torch.from_numpy(np.stack(images)), labels_tensor, [d.name for d in class_dirs])
+
+
+def _to_8_bit(image: Any) -> Any:
+    """16- and 32-bit integer greyscale images scaled to 8 bits (PIL's own conversion clips them to 255)."""
+    from PIL import Image
+
+    if image.mode not in ("I;16", "I;16B", "I;16L", "I"):
+        return image
+    pixels = np.asarray(image, dtype=np.float64)
+    top = 65535.0 if image.mode.startswith("I;16") or pixels.max() <= 65535 else float(pixels.max())
+    return Image.fromarray(np.rint(pixels * (255.0 / top)).clip(0, 255).astype(np.uint8), mode="L")
+
+
+def to_channels(data: ImageData, channels: int) -> ImageData:
+    """Grey images repeated to RGB, or RGB images to grey by their luma (ITU-R BT.601 weights)."""
+    have = data.images.shape[1]
+    if have == channels:
+        return data
+    if channels == 3 and have == 1:
+        return ImageData(data.images.repeat(1, 3, 1, 1), data.labels, data.class_names)
+    if channels == 1 and have == 3:
+        luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+        grey = (data.images.float() * luma).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+        return ImageData(grey, data.labels, data.class_names)
+    raise LabError(f"cannot turn {have}-channel images into {channels} channels")

@@ -157,11 +157,11 @@ class ConvNormAct(nn.Sequential):
 
 def mlp(in_features: int, hidden: Sequence[int], act: ActSpec, drop_rate: float,
         layer_norm: bool = False) -> nn.Sequential:
-    """Hidden fully connected layers, each dropout (when drop_rate > 0) → linear → layer norm (optional) →
-    activation."""
+    """Hidden fully connected layers, each linear → layer norm (optional) → activation, with dropout (when
+    drop_rate > 0) between them: on every hidden layer's output but the last, which the head's own dropout takes."""
     layers: list[nn.Module] = []
-    for width in hidden:
-        if drop_rate > 0:
+    for index, width in enumerate(hidden):
+        if drop_rate > 0 and index > 0:
             layers.append(nn.Dropout(drop_rate))
         layers.append(nn.Linear(in_features, width * act_width(act)))
         if layer_norm:
@@ -182,7 +182,8 @@ def classifier_fc(features_dim: int, num_classes: int) -> nn.Module:
 class ClassifierHead(nn.Module):
     """Global pool (or flatten) → hidden MLP (`pre_logits`) → dropout → linear classifier.
 
-    `drop_rate` applies before every linear layer of the head, as in AlexNet and VGG.
+    `drop_rate` applies to the output of every hidden layer, as AlexNet's and VGG's dropout on fc6 and fc7, and
+    before the classifier of a head without hidden layers (as timm's).
 
     `flat_features` is the flattened size when `pool="flatten"`; it fixes the input size the backbone accepts.
     With `num_classes=0` the classifier is an identity, so the head returns the pre-logit features.

@@ -106,7 +106,10 @@ def summarize(model: nn.Module, input_shape: Sequence[int]) -> dict[str, Any]:
     except (RuntimeError, ValueError) as error:
         message = str(error).strip().splitlines()[0]
         shape = "×".join(map(str, input_shape))
-        raise LabError(f"{type(model).__name__} cannot take a {shape} input: {message}") from None
+        own = getattr(model, "default_input_shape", None)
+        hint = (f"; it is built for {'×'.join(map(str, own))}" if own and tuple(own) != tuple(input_shape)
+                else "; give a larger --input")
+        raise LabError(f"{type(model).__name__} cannot take a {shape} input: {message}{hint}") from None
     finally:
         for handle in handles:
             handle.remove()

@@ -49,6 +49,7 @@ class AlexNet(Backbone):
             {"module": "features.0", "channels": 96, "stride": 4},
             {"module": "features.2", "channels": 256, "stride": 8},
             {"module": "features.6", "channels": 256, "stride": 16},
+            {"module": "features.7", "channels": 256, "stride": 32},  # pooled: what forward_features returns
         ]
         self.make_head(num_classes, global_pool, hidden=head_hidden, act=act, drop_rate=drop_rate)
         init_conv_net(self)

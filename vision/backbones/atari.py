@@ -59,12 +59,13 @@ class NatureCNN(Backbone):
 class ImpalaResidual(nn.Module):
     """x + conv(act(conv(act(x)))), pre-activation as in the IMPALA paper."""
 
-    def __init__(self, channels: int, act: ActSpec, batch_norm: bool) -> None:
+    def __init__(self, channels: int, act: ActSpec, batch_norm: bool, layer_norm: bool = False) -> None:
         super().__init__()
+        norms = {"batch_norm": batch_norm, "layer_norm": layer_norm}
         self.act1 = make_act(act, channels, inplace=False)  # x is still needed for the shortcut
-        self.conv1 = ConvNormAct(channels, channels, 3, batch_norm=batch_norm, act=None)
+        self.conv1 = ConvNormAct(channels, channels, 3, act=None, **norms)
         self.act2 = make_act(act, channels)
-        self.conv2 = ConvNormAct(channels, channels, 3, batch_norm=batch_norm, act=None)
+        self.conv2 = ConvNormAct(channels, channels, 3, act=None, **norms)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv2(self.act2(self.conv1(self.act1(x))))
@@ -73,12 +74,13 @@ class ImpalaResidual(nn.Module):
 class ImpalaStage(nn.Sequential):
     """conv 3×3 → max pool 3×3/2 → two residual blocks."""
 
-    def __init__(self, in_chans: int, out_chans: int, act: ActSpec, batch_norm: bool) -> None:
+    def __init__(self, in_chans: int, out_chans: int, act: ActSpec, batch_norm: bool,
+                 layer_norm: bool = False) -> None:
         super().__init__()
-        self.conv = ConvNormAct(in_chans, out_chans, 3, batch_norm=batch_norm, act=None)
+        self.conv = ConvNormAct(in_chans, out_chans, 3, batch_norm=batch_norm, layer_norm=layer_norm, act=None)
         self.pool = nn.MaxPool2d(3, 2, padding=1)
-        self.res1 = ImpalaResidual(out_chans, act, batch_norm)
-        self.res2 = ImpalaResidual(out_chans, act, batch_norm)
+        self.res1 = ImpalaResidual(out_chans, act, batch_norm, layer_norm)
+        self.res2 = ImpalaResidual(out_chans, act, batch_norm, layer_norm)
 
 
 class ImpalaCNN(Backbone):
@@ -95,19 +97,21 @@ class ImpalaCNN(Backbone):
         drop_rate: float = 0.0,
         hidden: int = 256,
         global_pool: str = "flatten",  # the paper's; "avg"/"max" accept any input size
+        layer_norm: bool = False,  # after every conv and the fc layer, for PQN
     ) -> None:
         super().__init__(in_chans, input_size)
         reject_maxout(act, "impala_cnn")
         stages, self.feature_info = [], []
         previous = in_chans
         for index, width in enumerate(channels):
-            stages.append(ImpalaStage(previous, width, act, batch_norm))
+            stages.append(ImpalaStage(previous, width, act, batch_norm, layer_norm))
             self.feature_info.append({"module": f"stages.{index}", "channels": width, "stride": 2 ** (index + 1)})
             previous = width
         self.stages = nn.Sequential(*stages)
         self.act = make_act(act, previous)
         self.num_features = previous
-        self.make_head(num_classes, global_pool, hidden=(hidden,), act=act, drop_rate=drop_rate)  # 32×11×11 → 256
+        self.make_head(num_classes, global_pool, hidden=(hidden,), act=act, drop_rate=drop_rate,
+                       layer_norm=layer_norm)  # 32×11×11 → 256
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = to_unit_float(x, self.stages[0].conv.conv.weight.dtype)

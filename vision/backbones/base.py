@@ -62,7 +62,10 @@ class Backbone(nn.Module):
         try:
             features = self.forward_features(torch.zeros(1, *self.default_input_shape))
         except RuntimeError as error:
-            raise LabError(f"{type(self).__name__} cannot take input {self.default_input_shape}: {error}") from None
+            shape = "×".join(map(str, self.default_input_shape))
+            message = str(error).strip().splitlines()[0]
+            raise LabError(f"{type(self).__name__} cannot take a {shape} input ({message}): build it for larger "
+                           "images (input_size; in image classification data.image_size)") from None
         self.train(was_training)
         return features[0].numel()
 
@@ -86,6 +89,26 @@ class Backbone(nn.Module):
     def reset_classifier(self, num_classes: int) -> None:
         """A new classifier for `num_classes` outputs; 0 makes the model return its pre-logit features."""
         self.head.reset(num_classes)
+
+
+@torch.no_grad()
+def probe_classifier(model: nn.Module, num_classes: int, name: str) -> None:
+    """One dummy image through a freshly built classifier: input too small for it, or a network that does not
+    output one score per class (a segmentation net), becomes a clear error before training starts."""
+    shape = tuple(model.default_input_shape)
+    was_training = model.training
+    model.eval()
+    try:
+        output = model(torch.zeros(1, *shape))
+    except RuntimeError as error:
+        message = str(error).strip().splitlines()[0]
+        raise LabError(f"{name} cannot take {'×'.join(map(str, shape))} images ({message}): raise "
+                       "data.image_size") from None
+    finally:
+        model.train(was_training)
+    if tuple(output.shape) != (1, num_classes):
+        raise LabError(f"{name} outputs {'×'.join(map(str, output.shape[1:]))} per image, not one score per class: "
+                       "image classification needs a backbone with a classifier head (unet is a segmentation net)")
 
 
 def init_conv_net(model: nn.Module) -> None:

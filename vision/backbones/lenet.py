@@ -12,7 +12,8 @@
 Two simplifications of the paper, as in most textbooks: S2/S4 are plain pooling layers (the paper's subsampling
 had a trainable coefficient and bias per map) and C3 connects to all six S2 maps (the paper used a sparse table),
 and the output layer is linear instead of RBF units. That gives 61,706 parameters.
-C5 needs a 5×5 input map, so the net is built for 32×32 images; pad 28×28 MNIST by 2 pixels as in the paper.
+C5 needs a 5×5 input map, so the net is built for 32×32 images. The paper padded 28×28 MNIST by 2 pixels;
+configs/vision/mnist.yaml resizes it to 32×32 instead (`data.image_size: 32`).
 """
 from __future__ import annotations
 
