@@ -11,7 +11,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from agents.exploration import EpsilonConfig
 from agents.replay import FrameReplayBuffer, ReplayBuffer
@@ -58,9 +58,30 @@ class QModelConfig(ModelSwitches):
                                                     "image classifier's backbone) starts this pixel torso")
 
 
-class DQNConfig(RunConfig):
-    task: Literal["dqn"] = "dqn"
+# Short names an encoder may go by where the vision registry has longer ones.
+ENCODER_ALIASES = {"nature": "nature_cnn", "impala": "impala_cnn"}
+
+
+class ValueAgentConfig(RunConfig):
+    """What DQN's and PQN's configs share: an env and a Q-network whose torso `model.torso` names. `agent.encoder`,
+    when given, sets it (`agent.encoder=impala` is `model.torso=impala_cnn`), for those who look for the pixel
+    encoder among the agent's keys."""
+
     env: EnvConfig = EnvConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _agent_encoder(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("agent"), dict) or "encoder" not in data["agent"]:
+            return data
+        agent = dict(data["agent"])
+        encoder = agent.pop("encoder")
+        encoder = ENCODER_ALIASES.get(encoder, encoder)
+        return {**data, "agent": agent, "model": {**(data.get("model") or {}), "torso": encoder}}
+
+
+class DQNConfig(ValueAgentConfig):
+    task: Literal["dqn"] = "dqn"
     agent: DQNAgentConfig = DQNAgentConfig()
     model: QModelConfig = QModelConfig()
 

@@ -15,11 +15,9 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from agents.dqn import QModelConfig
+from agents.dqn import QModelConfig, ValueAgentConfig
 from agents.exploration import EpsilonConfig, epsilon_greedy
 from agents.value_agent import ValueAgent
-from envs.factory import EnvConfig
-from lab.config import RunConfig
 from lab.errors import LabError
 from lab.registry import AGENTS, TASKS
 from lab.seeding import restore_generator
@@ -39,9 +37,8 @@ class PQNModelConfig(QModelConfig):
     layer_norm: bool = True  # the paper's stabiliser: keep it on
 
 
-class PQNConfig(RunConfig):
+class PQNConfig(ValueAgentConfig):
     task: Literal["pqn"] = "pqn"
-    env: EnvConfig = EnvConfig()
     agent: PQNAgentConfig = PQNAgentConfig()
     model: PQNModelConfig = PQNModelConfig()
 

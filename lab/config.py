@@ -185,6 +185,8 @@ def describe_validation_error(err: ValidationError, root: type[BaseModel]) -> st
         close = difflib.get_close_matches(value, options, n=2, cutoff=0.5)
         if close:
             message += f" (did you mean {' or '.join(repr(c) for c in close)}?)"
+    if not loc:  # a check across keys: the whole config is its input, too long to repeat
+        return message.removeprefix("Value error, ")
     return f"key '{path}' = {value!r}: {message}"
 
 

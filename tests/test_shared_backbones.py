@@ -153,3 +153,9 @@ def test_pqn_trains_an_impala_torso_with_layer_norm(tiny_dqn: list[str]) -> None
     norms = [m for m in trainer.task.model.torso.encoder.modules() if isinstance(m, torch.nn.GroupNorm)]
     assert len(norms) == 15  # 3 stages × (1 conv + 2 blocks × 2 convs)
     assert trainer.fit()["step"] >= 16
+
+
+def test_agent_encoder_is_another_name_for_the_torso(tiny_dqn: list[str]) -> None:
+    config = load_config("pqn/pong", ["agent.encoder=impala"])  # the shipped config says nature_cnn
+    assert config.model.torso == "impala_cnn" and "encoder" not in config.agent.model_dump()
+    assert load_config("dqn/catch", ["agent.encoder=nature_cnn"]).model.torso == "nature_cnn"
