@@ -298,11 +298,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
     for column in ("run", "task", "config", "steps", "best", "status", "last log"):
         table.add_column(column, justify="right" if column in ("steps", "last log") else "left")
     for row in rows:
-        steps = f"{row['step'] or 0:,}" + (f"/{row['max_steps']:,}" if row["max_steps"] else "")
-        best = (f"{row['best_metric'].split('/')[-1]} {row['best']:.4g} @ {row['best_step']:,}"
-                if row["best"] is not None else "")
+        steps = f"{row['step'] or 0:,}" + (f"/{row['max_steps']:,}" if isinstance(row["max_steps"], int) else "")
+        best = (f"{str(row['best_metric']).split('/')[-1]} {row['best']:.4g} @ {row['best_step'] or 0:,}"
+                if isinstance(row["best"], int | float) else "")
         status = f"early stop: {row['early_stop']}" if row["early_stop"] else row["status"]
-        table.add_row(Path(row["run"]).name, row["task"], row["config"], steps, best, status,
+        table.add_row(Path(row["run"]).name, row["task"] or "", row["config"] or "", steps, best, status,
                       _age(row["last_log_s"]))
     Console(width=max(Console().width, 120)).print(table)
     if any(row["status"] == "unfinished" for row in rows):

@@ -40,17 +40,20 @@ def smoothed(values: list[float], weight: float) -> list[float]:
 
 def select_metrics(available: list[str], patterns: list[str] | None) -> list[str]:
     """Panels to draw: every metric (eval/ first) or those matching `patterns` (exact keys or globs like eval/*).
-    std_* metrics are drawn as bands around their mean_* twins, not as panels."""
-    ordered = [k for k in sorted(available, key=lambda k: (not k.startswith("eval/"), k))
-               if not k.rsplit("/", 1)[-1].startswith("std_")]
+    Unasked, std_* metrics are drawn as bands around their mean_* twins rather than as panels of their own."""
+    ordered = sorted(available, key=lambda k: (not k.startswith("eval/"), k))
+
+    def is_band(key: str, pattern: str = "") -> bool:  # a std_* curve, unless the pattern names std_ itself
+        return key.rsplit("/", 1)[-1].startswith("std_") and "std_" not in pattern
+
     if not patterns:
-        return ordered
+        return [k for k in ordered if not is_band(k)]
     chosen = []
     for pattern in patterns:
-        matches = [k for k in ordered if fnmatch.fnmatchcase(k, pattern) and k not in chosen]
-        if not matches and pattern not in chosen:
+        matches = [k for k in ordered if fnmatch.fnmatchcase(k, pattern) and not is_band(k, pattern)]
+        if not matches:
             raise LabError(f"--metric '{pattern}' matches no metric of these runs (they have: {', '.join(ordered)})")
-        chosen += matches
+        chosen += [k for k in matches if k not in chosen]
     return chosen
 
 
@@ -58,7 +61,9 @@ def default_output(run_dirs: list[Path]) -> Path:
     """One run: RUN_DIR/plots/curves.png. Several: compare.png in the folder the runs share."""
     if len(run_dirs) == 1:
         return run_dirs[0] / "plots" / "curves.png"
-    return Path(os.path.commonpath([p.resolve().parent for p in run_dirs])) / "compare.png"
+    shared = Path(os.path.commonpath([p.resolve().parent for p in run_dirs]))
+    # Runs with nothing but the filesystem's root in common: the current folder, not the root or a home.
+    return (shared if len(shared.parts) > 1 and shared != Path.home() else Path.cwd()) / "compare.png"
 
 
 def plot_runs(run_dirs: list[Path], out: Path | None = None, metrics: list[str] | None = None,
@@ -108,9 +113,14 @@ def plot_runs(run_dirs: list[Path], out: Path | None = None, metrics: list[str] 
         fig.suptitle(run_dirs[0].name)
         fig.tight_layout()
     out = out or default_output(run_dirs)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=110)
+    except (OSError, ValueError) as error:  # an unwritable place, or a suffix matplotlib cannot draw
+        raise LabError(f"cannot write the plot to '{out}' ({getattr(error, 'strerror', None) or error}); "
+                       "choose another --out") from None
+    finally:
+        plt.close(fig)
     return out, panels
 
 

@@ -20,6 +20,9 @@ from lab.tracking import METRICS_FILE, read_metrics
 from lab.task import Task
 
 RUNS_ROOT = Path("runs")
+# The meaning of a saved config.yaml. Runs made before a change of meaning carry an older number (none: 1), and
+# their task's `upgrade_config` reads them as they were made, so an old run evaluates and resumes as it trained.
+RUN_FORMAT = 2
 CONFIG_FILE, RUN_FILE, RESULT_FILE = "config.yaml", "run.json", "result.json"
 
 
@@ -35,7 +38,7 @@ def create_run_dir(run_dir: Path, config: RunConfig, config_source: str) -> dict
                        "or choose another --run-dir")
     run_dir.mkdir(parents=True, exist_ok=True)
     info = {"run_id": f"{run_dir.name}-{int(time.time() * 1000) % 10**6:06d}", "task": config.task,
-            "config_source": config_source, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            "config_source": config_source, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "format": RUN_FORMAT}
     save_config(config, run_dir / CONFIG_FILE)
     atomic_write_json(run_dir / RUN_FILE, info)
     return info
@@ -57,7 +60,10 @@ def open_run(run_dir: Path, overrides: list[str] | None = None) -> tuple[RunConf
     if not (run_dir / CONFIG_FILE).is_file() or not (run_dir / RUN_FILE).is_file():
         raise LabError(f"'{run_dir}' is not a run dir (no {CONFIG_FILE} / {RUN_FILE}); "
                        "pass a directory made by `lab train`")
+    info = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
     data = read_yaml(run_dir / CONFIG_FILE)
+    if isinstance(data.get("task"), str) and data["task"] in TASKS:
+        data = TASKS.get(data["task"]).upgrade_config(data, info.get("format", 1))
     if overrides:
         from lab.config import apply_overrides
 
@@ -68,7 +74,6 @@ def open_run(run_dir: Path, overrides: list[str] | None = None) -> tuple[RunConf
                                "keys can change")
         data = apply_overrides(data, overrides)
     config = validate_config(data, source=str(run_dir / CONFIG_FILE))
-    info = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
     return config, info
 
 
@@ -100,8 +105,8 @@ def describe_run(run_dir: Path, now: float | None = None) -> dict[str, Any]:
     logged = read_metrics(run_dir)
     step = max([saved_step or 0] + [r["step"] for r in logged[-1:]]) if latest or logged else None
     max_steps = trainer.get("max_steps")
-    if result is not None and result["step"] == saved_step:  # not a result left by a run resumed since
-        status = "early stop" if result["early_stop"] else "finished"
+    if result is not None and result.get("step") == saved_step:  # not a result left by a run resumed since
+        status = "early stop" if result.get("early_stop") else "finished"
     elif saved_step is not None and max_steps and saved_step >= max_steps:  # a run older than result.json
         status = "finished"
     else:
@@ -109,15 +114,26 @@ def describe_run(run_dir: Path, now: float | None = None) -> dict[str, Any]:
     return {"run": str(run_dir), "task": info.get("task"), "config": info.get("config_source"),
             "created": info.get("created"), "step": step, "max_steps": max_steps,
             "best_metric": best and best.get("metric"), "best": best and best.get("value"),
-            "best_step": best and best["step"], "status": status,
-            "early_stop": result["early_stop"] if status == "early stop" else None,
+            "best_step": best and best.get("step"), "status": status,
+            "early_stop": result.get("early_stop") if status == "early stop" else None,
             "last_log_s": round((now or time.time()) - metrics.stat().st_mtime) if metrics.is_file() else None}
 
 
 def list_runs(root: Path = RUNS_ROOT) -> list[dict[str, Any]]:
-    """Every run dir directly under `root` (or `root` itself if it is one), oldest first."""
+    """Every run dir directly under `root` (or `root` itself if it is one), oldest first. A run whose files
+    cannot be read is listed as unreadable rather than stopping the listing."""
     if not root.is_dir():
+        if root == RUNS_ROOT:
+            return []  # no run made here yet
         raise LabError(f"'{root}' is not a directory; give the folder your runs are in (default: {RUNS_ROOT}/)")
     dirs = [root] if (root / RUN_FILE).is_file() else [p for p in root.iterdir() if (p / RUN_FILE).is_file()]
-    rows = [describe_run(d) for d in dirs]
+    rows = []
+    for run_dir in dirs:
+        try:
+            rows.append(describe_run(run_dir))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, LabError) as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            rows.append({"run": str(run_dir), "task": None, "config": None, "created": None, "step": None,
+                         "max_steps": None, "best_metric": None, "best": None, "best_step": None,
+                         "status": f"unreadable: {reason}", "early_stop": None, "last_log_s": None})
     return sorted(rows, key=lambda row: (row["created"] or "", row["run"]))

@@ -43,6 +43,12 @@ class Task:
         self.model: nn.Module  # the trained network: saved as model.safetensors, wrapped by DDP
 
     # --- training -------------------------------------------------------------------------------------------
+    @classmethod
+    def upgrade_config(cls, data: dict[str, Any], run_format: int) -> dict[str, Any]:
+        """Optional: a saved config (plain data) of a run made under an older `lab.runs.RUN_FORMAT`, rewritten
+        to mean today what it meant when the run trained. The file itself is left as it is."""
+        return data
+
     def parameter_groups(self) -> list[dict[str, Any]]:
         """Optimizer parameter groups; a group may carry its own "lr" (discriminative LRs, frozen backbones)."""
         return [{"params": [p for p in self.model.parameters() if p.requires_grad]}]

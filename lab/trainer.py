@@ -343,7 +343,11 @@ class Trainer:
             raise LabError(f"checkpoint '{checkpoint.path}' is from task '{state['meta']['task']}', "
                            f"not '{self.config.task}'")
         ckpt.load_model_weights(unwrap(self.task.model), checkpoint.model, checkpoint.path)
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except ValueError as error:  # parameter groups of another shape: another config, or an older lab
+            raise LabError(f"checkpoint '{checkpoint.path}' holds optimizer state for other parameter groups than "
+                           f"this run's ({error}); evaluate it with lab eval, or start a new run") from None
         self.task.load_state_dict(state["task"])
         trainer = state["trainer"]
         for key in ("step", "updates", "evals", "bad_evals", "best_value", "best_step", "last_eval_step"):

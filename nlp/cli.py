@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -114,16 +117,40 @@ def _utf8(text: str, where: str) -> str:
     return text
 
 
-def _stdin_lines() -> list[str]:
-    """Every line of piped input, checked for UTF-8 line by line so an error can name the line."""
-    lines = []
-    for number, raw in enumerate(sys.stdin.buffer.read().splitlines(), 1):
+def _stdin_batches(size: int = 64) -> Iterator[list[str]]:
+    """Piped input as batches of the lines that have arrived (up to `size` at a time): a file is translated in
+    batches, while a producer that writes a line and waits for its translation gets it at once. Each line is
+    checked for UTF-8, so an error can name it."""
+    number = 0
+
+    def decoded(raw: bytes) -> str:
+        nonlocal number
+        number += 1
         try:
-            lines.append(raw.decode("utf-8-sig" if number == 1 else "utf-8"))
+            return raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r")
         except UnicodeDecodeError:
             raise LabError(f"line {number} of the input is not UTF-8 text; convert it first "
                            "(e.g. iconv -f latin1 -t utf-8)") from None
-    return lines
+
+    for lines in _arriving_lines(sys.stdin.buffer):
+        for start in range(0, len(lines), size):
+            yield [decoded(raw) for raw in lines[start:start + size]]
+
+
+def _arriving_lines(stream: Any) -> Iterator[list[bytes]]:
+    """The complete lines each read of the stream brings (the last one may lack its newline at the end)."""
+    try:
+        descriptor = stream.fileno()
+    except (OSError, ValueError, io.UnsupportedOperation):  # an in-memory stream: all of it is there
+        yield stream.read().splitlines()
+        return
+    pending = b""
+    while chunk := os.read(descriptor, 1 << 16):  # blocks until some input arrives, b"" at its end
+        *lines, pending = (pending + chunk).split(b"\n")
+        if lines:
+            yield lines
+    if pending:
+        yield [pending]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -148,8 +175,9 @@ def run(args: argparse.Namespace) -> int:
     if not sys.stdin.isatty():
         # Piped input: translated in batches, one output line per input line (a blank line gives a blank one,
         # so the output lines up with the input).
-        for translation in translator.translate(_stdin_lines()):
-            _report(translation, translator, args.json)
+        for batch in _stdin_batches():
+            for translation in translator.translate(batch):
+                _report(translation, translator, args.json)
         return 0
     print("type a sentence and press Enter; Ctrl-D ends", file=sys.stderr)
     while True:

@@ -55,6 +55,9 @@ class DataConfig(FileOrDatasetConfig):
     valid_fraction: float = Field(0.05, ge=0, lt=0.5)
     test_fraction: float = Field(0.05, ge=0, lt=0.5)
     split_seed: int = Field(0, description="seed of the train/valid/test split (fixed, independent of `seed`)")
+    split_version: Literal[1, 2] = Field(2, description="2: hash each source without case and punctuation, and keep "
+                                         "a Hugging Face dataset's own valid/test whole; 1: as runs made before did "
+                                         "(exact-sentence hash, every split filtered)")
     batch_size: int = Field(64, gt=0, description="sentence pairs per training batch")
     max_tokens: int = Field(128, gt=2, description="truncate tokenized sentences to this many tokens")
 
@@ -197,12 +200,12 @@ def split_fraction(text: str, seed: int) -> float:
 
 
 def split_pairs(pairs: list[Pair], valid_fraction: float = 0.05, test_fraction: float = 0.05,
-                seed: int = 0) -> ParallelSplits:
-    """Assign each pair by a hash of its source sentence (`split_key`), so the split is fixed, survives added data
-    and keeps sentences that differ only in case or punctuation together."""
+                seed: int = 0, version: int = 2) -> ParallelSplits:
+    """Assign each pair by a hash of its source sentence (`split_key`; version 1: the exact sentence), so the
+    split is fixed, survives added data and keeps sentences that differ only in case or punctuation together."""
     splits = ParallelSplits([], [], [])
     for pair in pairs:
-        u = split_fraction(split_key(pair[0]), seed)
+        u = split_fraction(split_key(pair[0]) if version >= 2 else pair[0], seed)
         if u < test_fraction:
             splits.test.append(pair)
         elif u < test_fraction + valid_fraction:
@@ -219,24 +222,28 @@ def load_splits(config: DataConfig) -> ParallelSplits:
                              str(config.target_column))
         # The dataset's own valid and test sets stay whole (only normalised), so scores compare with published ones;
         # max_words and deduplication thin the training pairs alone.
-        whole = [[(clean_text(s), clean_text(t)) for s, t in part] for part in (raw.valid, raw.test)]
-        splits = ParallelSplits(clean_pairs(raw.train, config.max_words), *whole)
+        if config.split_version >= 2:
+            held_out = [[(clean_text(s), clean_text(t)) for s, t in part] for part in (raw.valid, raw.test)]
+        else:
+            held_out = [clean_pairs(part, config.max_words) for part in (raw.valid, raw.test)]
+        splits = ParallelSplits(clean_pairs(raw.train, config.max_words), *held_out)
         if not splits.valid or not splits.test:  # a dataset with only a train split: carve out the rest
-            splits = split_pairs(splits.train, config.valid_fraction, config.test_fraction, config.split_seed)
+            splits = split_pairs(splits.train, config.valid_fraction, config.test_fraction, config.split_seed,
+                                 config.split_version)
     else:
         if config.path is not None:
             raw_pairs = read_parallel_file(config.path, config.source_column, config.target_column, config.format)
         else:
             raw_pairs = ding_pairs(config.ding_path, config.source_column, config.target_column)
         splits = split_pairs(clean_pairs(raw_pairs, config.max_words), config.valid_fraction,
-                             config.test_fraction, config.split_seed)
+                             config.test_fraction, config.split_seed, config.split_version)
     if config.max_pairs is not None:
         splits.train = splits.train[: config.max_pairs]
     if not splits.train:
         raise LabError("no training pairs left after cleaning; check data.path, the columns and data.max_words")
     for name in ("valid", "test"):
         fraction = getattr(config, f"{name}_fraction")
-        if not getattr(splits, name) and (fraction > 0 or name == "valid"):
+        if not getattr(splits, name) and fraction > 0:
             raise LabError(f"the {name} split is empty ({len(splits.train)} training pairs after cleaning, "
                            f"data.{name}_fraction={fraction}): use more pairs or raise data.{name}_fraction")
     return splits

@@ -81,6 +81,13 @@ class TranslationTask(Task):
         self.last_scores: TranslationScores | None = None
         self.last_examples: list[list[str]] = []
 
+    @classmethod
+    def upgrade_config(cls, data: dict[str, Any], run_format: int) -> dict[str, Any]:
+        if run_format < 2:  # the split and decoding as they were: exact-sentence hash, empty translations allowed
+            data = {**data, "data": {**(data.get("data") or {}), "split_version": 1},
+                    "decoding": {**(data.get("decoding") or {}), "min_length": 0}}
+        return data
+
     # --- data ------------------------------------------------------------------------------------------------------
     def _tokenizers(self, run_dir: Path | None, dist: DistInfo) -> TranslationTokenizers:
         """Load the run's tokenizer, or learn one from the training split (rank 0 learns and saves, others load)."""

@@ -82,13 +82,24 @@ def test_metric_selection_orders_eval_first_and_keeps_std_as_bands() -> None:
     keys = ["train/loss", "eval/std_return", "eval/mean_return", "train/lr"]
     assert select_metrics(keys, None) == ["eval/mean_return", "train/loss", "train/lr"]
     assert select_metrics(keys, ["train/*", "train/loss"]) == ["train/loss", "train/lr"]
+    assert select_metrics(keys, ["train/*", "train/l*"]) == ["train/loss", "train/lr"]  # overlapping globs
+    assert select_metrics(keys, ["eval/*"]) == ["eval/mean_return"]
+    assert select_metrics(keys, ["eval/std_return"]) == ["eval/std_return"]  # asked for by name
     with pytest.raises(LabError, match="'val/acc' matches no metric"):
         select_metrics(keys, ["val/acc"])
 
 
-def test_default_output(tmp_path: Path) -> None:
+def test_default_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert default_output([tmp_path / "a"]) == tmp_path / "a" / "plots" / "curves.png"
     assert default_output([tmp_path / "x" / "a", tmp_path / "y" / "b"]) == tmp_path.resolve() / "compare.png"
+    monkeypatch.chdir(tmp_path)
+    assert default_output([Path("/opt/a"), Path("/srv/b")]) == tmp_path.resolve() / "compare.png"  # not /
+
+
+def test_an_unwritable_plot_is_a_one_line_error(two_runs, capsys) -> None:
+    assert main(["plot", str(two_runs[0]), "--out", "/proc/no/curves.png"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write the plot to '/proc/no/curves.png'" in err
 
 
 def test_training_time_goes_on_after_a_resume(tmp_path: Path) -> None:

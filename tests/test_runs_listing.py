@@ -81,3 +81,51 @@ def test_lab_runs_on_an_empty_or_missing_folder(tmp_path: Path, capsys) -> None:
     assert main(["runs", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is not a directory" in err
+
+
+def test_odd_run_dirs_are_listed_as_unreadable_and_the_rest_still_shows(runs_root: Path, tmp_path: Path,
+                                                                        capsys) -> None:
+    import shutil
+
+    for name, damage in [("torn", lambda d: (d / "run.json").write_text('{"task": "dq')),
+                         ("list", lambda d: (d / "run.json").write_text("[1, 2]")),
+                         ("pointer", lambda d: (d / "checkpoints" / "latest.json").write_text("{")),
+                         ("result", lambda d: (d / "result.json").write_text('{"no": "step"}'))]:
+        shutil.copytree(runs_root / "a-finished", tmp_path / name)
+        damage(tmp_path / name)
+    shutil.copytree(runs_root / "b-early", tmp_path / "fine")
+    rows = {Path(row["run"]).name: row for row in list_runs(tmp_path)}
+    assert rows["fine"]["status"] == "early stop"
+    assert all(rows[name]["status"].startswith("unreadable: ") for name in ("torn", "list", "pointer"))
+    assert rows["result"]["status"] == "finished"  # a result without its step: the steps done decide
+    assert main(["runs", str(tmp_path)]) == 0
+    assert "unreadable" in capsys.readouterr().out
+
+
+def test_lab_runs_before_any_run(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)  # no runs/ folder here yet
+    assert main(["runs"]) == 0
+    assert "no runs in runs/ yet" in capsys.readouterr().out
+
+
+def test_a_run_made_before_a_change_of_meaning_reads_as_it_was_made(tmp_path: Path, capsys) -> None:
+    """Run format 1: data.channels applied to image folders only, so a digits run saved `channels: 3` and
+    trained on grey images. It still evaluates, on grey images, and its config file is left as it is."""
+    import yaml
+
+    from lab.runs import open_run
+    from tests.conftest import TINY_DIGITS
+
+    run_dir = tmp_path / "old-digits"
+    assert main(["train", "vision/digits", *TINY_DIGITS, "--run-dir", str(run_dir)]) == 0
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config["data"]["channels"] = 3  # what the old default wrote
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info.pop("format") == 2
+    (run_dir / "run.json").write_text(json.dumps(info))
+    assert open_run(run_dir)[0].data.channels is None
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["test_accuracy"] > 0
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["channels"] == 3

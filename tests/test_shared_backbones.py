@@ -79,6 +79,11 @@ def test_init_from_a_network_that_only_half_fits_is_an_error(tmp_path: Path, tin
     with pytest.raises(LabError, match=r"'head.pre_logits.1.weight' has shape \[16, 128\] in .* this model's is "
                                        r"\[32, 128\]: the new run must build the same network"):
         Trainer(load_config("vision/digits", wider_head + [f"model.init_from={tmp_path / 'source'}"]), None)
+    deeper = [o.replace("{fc: 16}, {activation: relu}", "{fc: 16}, {activation: relu}, {fc: 16}") for o in net]
+    train_source(tmp_path / "deeper", deeper)
+    with pytest.raises(LabError, match=r"deeper' has 'head.pre_logits.3.bias' \(and 1 more tensors\) that this "
+                                       r"model lacks"):  # a larger source never fills a smaller model halfway
+        Trainer(load_config("vision/digits", net + [f"model.init_from={tmp_path / 'deeper'}"]), None)
     with pytest.raises(LabError, match=r"'c1.conv.weight' is missing"):
         Trainer(load_config("vision/digits", tiny_digits + [f"model.init_from={tmp_path / 'source'}"]), None)
     with pytest.raises(LabError, match=r"^model.init_from: run dir '.*absent' does not exist"):
@@ -88,10 +93,11 @@ def test_init_from_a_network_that_only_half_fits_is_an_error(tmp_path: Path, tin
 def test_a_transfer_run_resumes_without_its_source(tmp_path: Path, tiny_digits: list[str]) -> None:
     import shutil
 
-    from tests.test_resume import interrupted_then_resumed
+    from tests.test_resume import assert_same_run, interrupted_then_resumed, run
 
     train_source(tmp_path / "source", tiny_digits)
     overrides = tiny_digits + [f"model.init_from={tmp_path / 'source'}", "model.freeze_backbone=true"]
+    run("vision/digits", overrides, tmp_path / "unbroken")
     with pytest.MonkeyPatch.context() as patch:
         # The source goes away between the stop and the resume.
         real_fit = Trainer.fit
@@ -107,6 +113,7 @@ def test_a_transfer_run_resumes_without_its_source(tmp_path: Path, tiny_digits: 
         interrupted_then_resumed("vision/digits", overrides, tmp_path / "transfer", 20)
     assert not (tmp_path / "source").exists()
     assert find_checkpoint(tmp_path / "transfer", "latest").name == "step_000000040"
+    assert_same_run(tmp_path / "unbroken", tmp_path / "transfer")
 
 
 def test_an_agent_starts_its_torso_from_another_runs_encoder(tmp_path: Path, tiny_dqn: list[str]) -> None:

@@ -76,7 +76,7 @@ def test_summary_command_prints_an_aligned_table(capsys: pytest.CaptureFixture[s
 def test_summary_of_a_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "cnn.yaml"
     config.write_text(
-        "model:\n  name: tiny\n  in_chans: 1\n  input_size: 8\n  num_classes: 2\n"
+        "task: vision\nmodel:\n  name: tiny\n  in_chans: 1\n  input_size: 8\n  num_classes: 2\n"
         "  layers:\n    - conv: {out: 4, kernel: 3}\n    - activation: relu\n    - flatten: {}\n"
     )
     run(summary_args(str(config)))

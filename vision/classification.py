@@ -176,6 +176,12 @@ class ImageClassification(Task):
         self.augment_generator = torch.Generator().manual_seed(config.seed + 7919 * dist.rank)
         self.last_confusion: np.ndarray | None = None
 
+    @classmethod
+    def upgrade_config(cls, data: dict[str, Any], run_format: int) -> dict[str, Any]:
+        if run_format < 2 and isinstance(data.get("data"), dict) and data["data"].get("source", "digits") != "folder":
+            data = {**data, "data": {**data["data"], "channels": None}}  # channels then meant an image folder's only
+        return data
+
     def parameter_groups(self) -> list[dict[str, Any]]:
         m = self.config.model
         pretrained = self.pretrained

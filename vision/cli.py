@@ -13,6 +13,7 @@ from torch import nn
 from lab.commands import Command, register_command
 from lab.config import load_config, read_yaml, resolve_config_path
 from lab.errors import LabError
+from lab.registry import TASKS
 from vision.classification import data_shape, model_spec
 from vision.registry import BACKBONES, backbone_from_config, create_backbone
 from vision.summary import parse_input_shape, summarize
@@ -36,12 +37,12 @@ def _config_path(target: str) -> Path | None:
 
 
 def _model_spec(path: Path) -> dict[str, Any]:
-    """The backbone a YAML describes. A training config (with `task:`) gives the model its run builds, sized by
-    its data; a model-only YAML gives model.name or model.layers, its sizes and model.options."""
+    """The backbone a YAML describes. A training config (a registered `task:`) gives the model its run builds,
+    sized by its data; any other YAML gives model.name or model.layers, its sizes and model.options."""
     if not path.is_file():
         raise LabError(f"config file {str(path)!r} not found")
     config = read_yaml(path)
-    if isinstance(config, dict) and "task" in config:
+    if isinstance(config, dict) and isinstance(config.get("task"), str) and config["task"] in TASKS:
         run_config = load_config(path)
         if run_config.task != "image_classification":
             raise LabError(f"{path} trains a {run_config.task} task; lab summary reads image-classification configs "

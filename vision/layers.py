@@ -161,8 +161,10 @@ def mlp(in_features: int, hidden: Sequence[int], act: ActSpec, drop_rate: float,
     drop_rate > 0) between them: on every hidden layer's output but the last, which the head's own dropout takes."""
     layers: list[nn.Module] = []
     for index, width in enumerate(hidden):
-        if drop_rate > 0 and index > 0:
-            layers.append(nn.Dropout(drop_rate))
+        if drop_rate > 0:
+            # An identity where a dropout on the head's input once stood keeps the layers' positions, and so
+            # the names of the weights checkpoints saved before.
+            layers.append(nn.Dropout(drop_rate) if index > 0 else nn.Identity())
         layers.append(nn.Linear(in_features, width * act_width(act)))
         if layer_norm:
             layers.append(nn.LayerNorm(width * act_width(act)))

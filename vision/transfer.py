@@ -50,5 +50,10 @@ def load_backbone(model: nn.Module, run_dir: Path) -> set[str]:
             raise LabError(f"model.init_from: '{key}' {found} in '{run_dir}' but this model's is "
                            f"{list(own[key].shape)}: the new run must build the same network up to its classifier "
                            "(same backbone name, options and input size)")
+    extra = sorted(key for key in source if key not in own and not key.startswith(CLASSIFIER))
+    if extra:
+        raise LabError(f"model.init_from: '{run_dir}' has '{extra[0]}' (and {len(extra) - 1} more tensors) that this "
+                       "model lacks: the new run must build the same network up to its classifier (same backbone "
+                       "name, options and input size)")
     model.load_state_dict({key: source[key] for key in keys}, strict=False)
     return set(keys)
