@@ -10,7 +10,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from envs.atari import is_atari, make_atari_vec_env
+from envs.atari import ATARI_DEFAULTS, fire_action, is_atari, make_atari_vec_env
 from envs.factory import make_env
 
 EVAL_SEED_OFFSET = 1_000_000  # eval episodes never share seeds with training envs
@@ -23,6 +23,7 @@ class EpisodeEvaluator:
         self.env_id, self.env_kwargs = env_id, dict(env_kwargs or {})
         self.envs: list[gym.Env] = []
         self.vector_env: gym.vector.VectorEnv | None = None
+        self.fire: int | None = None  # Atari: FIRE's action index where a lost life needs it to go on
 
     def __call__(self, act: Callable[[np.ndarray], np.ndarray], episodes: int, seed: int) -> dict[str, float]:
         if is_atari(self.env_id):
@@ -50,12 +51,23 @@ class EpisodeEvaluator:
                 self.vector_env.close()
             kwargs = {**self.env_kwargs, "episodic_life": False, "clip_rewards": False}
             self.vector_env = make_atari_vec_env(self.env_id, episodes, **kwargs)
-        obs, _ = self.vector_env.reset(seed=seed + EVAL_SEED_OFFSET)
+            options = {**ATARI_DEFAULTS, **self.env_kwargs}
+            self.fire = fire_action(self.env_id, options["full_action_space"]) if options["use_fire_reset"] else None
+        obs, info = self.vector_env.reset(seed=seed + EVAL_SEED_OFFSET)
+        lives = info["lives"]
         returns = np.zeros(episodes)
         lengths = np.zeros(episodes, dtype=np.int64)
         active = np.ones(episodes, dtype=bool)
+        relaunch = np.zeros(episodes, dtype=bool)
         while active.any():  # finished games keep stepping (one batched call for all); their steps are not counted
-            obs, rewards, terminated, truncated, _ = self.vector_env.step(act(obs))
+            actions = np.asarray(act(obs))
+            if self.fire is not None:
+                # FIRE after a lost life, as at a game's start (use_fire_reset): in Breakout the ball waits for
+                # it, and a greedy policy that never learnt to relaunch would stall until the frame cap.
+                actions = np.where(relaunch, self.fire, actions)
+            obs, rewards, terminated, truncated, info = self.vector_env.step(actions)
+            relaunch = (info["lives"] < lives) & ~(terminated | truncated)
+            lives = info["lives"]
             returns += rewards * active
             lengths += active
             active &= ~(terminated | truncated)

@@ -143,6 +143,9 @@ def sampling_speed(buffer: FrameReplayBuffer, seed: int) -> dict[str, float]:
             "samples_per_s": batches * SAMPLE_BATCH / elapsed, "us_per_batch": 1e6 * elapsed / batches}
 
 
+MIN_CAPACITY_ROWS = 128  # below this, a buffer's rows hardly outnumber a stack and the n-step walk
+
+
 def run(capacity: int, num_envs: int, n_step: int, seed: int) -> dict[str, Any]:
     torch.zeros(1).add_(1)  # torch's own start-up allocations land before the baseline
     rss_before = rss_bytes()
@@ -230,6 +233,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = parser.parse_args()
+    if args.num_envs < 1 or args.n_step < 1:
+        parser.error("--num-envs and --n-step must be at least 1")
+    if args.capacity < MIN_CAPACITY_ROWS * args.num_envs:
+        parser.error(f"--capacity must be at least {MIN_CAPACITY_ROWS * args.num_envs:,} ({MIN_CAPACITY_ROWS} rows of "
+                     f"--num-envs {args.num_envs}): the check against the naive buffer needs that much history")
     if args.threads:
         torch.set_num_threads(args.threads)
 

@@ -11,6 +11,7 @@ sees `info["life_lost"]` and sign-clipped rewards.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any
 
@@ -52,6 +53,18 @@ def atari_game(env_id: str) -> str:
     return gym.spec(env_id).kwargs["game"]
 
 
+@functools.cache  # loading the ROM prints ale-py's banner: once a process is enough
+def fire_action(env_id: str, full_action_space: bool = False) -> int | None:
+    """The index of FIRE in the game's action set, or None for a game without it."""
+    import ale_py
+
+    ale = ale_py.ALEInterface()
+    ale.setLoggerMode(ale_py.LoggerMode.Error)
+    ale.loadROM(ale_py.roms.get_rom_path(atari_game(env_id)))
+    actions = list(ale.getLegalActionSet() if full_action_space else ale.getMinimalActionSet())
+    return actions.index(ale_py.Action.FIRE) if ale_py.Action.FIRE in actions else None
+
+
 def make_atari_vec_env(env_id: str, num_envs: int, episodic_life: bool = True, clip_rewards: bool = True,
                        num_threads: int = 0, **kwargs: Any) -> gym.vector.VectorEnv:
     """`num_envs` games with the standard preprocessing; `kwargs` override ATARI_DEFAULTS (any keyword of
@@ -68,8 +81,26 @@ def make_atari_vec_env(env_id: str, num_envs: int, episodic_life: bool = True, c
     return envs
 
 
+# What each option's value may be: ale-py itself hangs on some (stack_num 0) and raises tracebacks on others.
+def _int_at_least(low: int) -> Any:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low, f"an integer ≥ {low}"
+
+
+_IS_BOOL = (lambda v: isinstance(v, bool), "true or false")
+OPTION_VALUES: dict[str, tuple[Any, str]] = {
+    "frameskip": _int_at_least(1), "stack_num": _int_at_least(1), "img_height": _int_at_least(1),
+    "img_width": _int_at_least(1), "noop_max": _int_at_least(0), "max_num_frames_per_episode": _int_at_least(1),
+    "maxpool": _IS_BOOL, "use_fire_reset": _IS_BOOL, "full_action_space": _IS_BOOL,
+    "repeat_action_probability": (lambda v: isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 1,
+                                  "a probability in [0, 1]"),
+    # The learners' torsos read stacks of grey frames (C×H×W); colour frames would add a fourth axis.
+    "grayscale": (lambda v: v is True, "true: the lab's Atari learners read stacks of grey frames"),
+}
+
+
 def check_atari_options(kwargs: dict[str, Any]) -> None:
-    """Unknown keys in `env.kwargs` become a one-line error naming the key, not a TypeError from ale-py."""
+    """Unknown keys and values out of range in `env.kwargs` become a one-line error naming the key, not a
+    TypeError, a traceback or a hang inside ale-py."""
     from ale_py import AtariVectorEnv
 
     # ale-py's own training signals are replaced by the lab's (see the module docstring); the learners step every
@@ -77,10 +108,13 @@ def check_atari_options(kwargs: dict[str, Any]) -> None:
     reserved = {"game", "num_envs", "episodic_life", "life_loss_info", "reward_clipping", "batch_size",
                 "autoreset_mode"}
     accepted = [name for name in inspect.signature(AtariVectorEnv).parameters if name not in reserved]
-    for key in kwargs:
+    for key, value in kwargs.items():
         if key not in accepted:
             raise LabError(f"env.kwargs.{key} is not an Atari option{did_you_mean(key, accepted)}; accepted: "
                            f"{', '.join(sorted(accepted))} (and episodic_life, clip_rewards for training)")
+        valid, expected = OPTION_VALUES.get(key, (lambda v: True, ""))
+        if not valid(value):
+            raise LabError(f"env.kwargs.{key} = {value!r}: must be {expected}")
 
 
 class AtariTrainingSignals(gym.vector.VectorWrapper):

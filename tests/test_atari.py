@@ -2,10 +2,12 @@
 terminal, evaluation on full games with raw scores, frame-deduplicated replay against real frames, and DQN and
 PQN running end to end on a CPU with tiny budgets."""
 import os
+import re
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -93,7 +95,59 @@ def test_evaluation_plays_full_games_with_raw_scores() -> None:
     evaluator.close()
     # Random Breakout loses a life every 20–100 steps: a full five-life game lasts well beyond a first life.
     assert result["episodes"] == 3 and result["mean_length"] > 120
-    assert result["mean_return"] >= 0
+
+
+class ScriptedGames(gym.vector.VectorEnv):
+    """Stand-in for ale-py's vector env: every step scores 7 and then −3 (rewards above 1, so clipping shows),
+    a life is lost at steps 2 and 4, and the game ends at step 6. It records the actions it is sent."""
+
+    def __init__(self, num_envs: int) -> None:
+        self.num_envs, self.t, self.sent = num_envs, 0, []
+        self.single_observation_space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+        self.single_action_space = gym.spaces.Discrete(4)
+
+    def reset(self, **kwargs):  # noqa: ANN003, ANN201
+        self.t = 0
+        return np.zeros((self.num_envs, 4, 84, 84), np.uint8), {"lives": np.full(self.num_envs, 5)}
+
+    def send(self, actions: np.ndarray) -> None:
+        self.sent.append(np.asarray(actions).copy())
+
+    def recv(self):  # noqa: ANN201
+        self.t += 1
+        lives = np.full(self.num_envs, 5 - (self.t >= 2) - (self.t >= 4))
+        rewards = np.full(self.num_envs, 7.0 if self.t % 2 else -3.0)
+        done = np.full(self.num_envs, self.t >= 6)
+        return (np.zeros((self.num_envs, 4, 84, 84), np.uint8), rewards, done, np.zeros_like(done),
+                {"lives": lives})
+
+    def step(self, actions: np.ndarray):  # noqa: ANN201
+        self.send(actions)
+        return self.recv()
+
+
+def test_training_signals_clip_rewards_and_mark_lost_lives_of_the_game_that_goes_on() -> None:
+    from envs.atari import AtariTrainingSignals
+
+    envs = AtariTrainingSignals(ScriptedGames(2), episodic_life=True, clip_rewards=True)
+    envs.reset()
+    seen = [envs.step(np.zeros(2, dtype=np.int64)) for _ in range(6)]
+    assert [float(s[1][0]) for s in seen] == [1, -1, 1, -1, 1, -1]  # clipped for the learner
+    assert [float(s[4]["raw_reward"][0]) for s in seen] == [7, -3, 7, -3, 7, -3]
+    assert [bool(s[4]["life_lost"][0]) for s in seen] == [False, True, False, True, False, False]  # not at game end
+
+
+def test_evaluation_scores_raw_full_games_and_relaunches_after_a_lost_life(monkeypatch: pytest.MonkeyPatch) -> None:
+    import agents.evaluation as evaluation
+
+    games = ScriptedGames(3)
+    monkeypatch.setattr(evaluation, "make_atari_vec_env", lambda *args, **kwargs: games)
+    monkeypatch.setattr(evaluation, "fire_action", lambda env_id, full_action_space: 1)
+    evaluator = EpisodeEvaluator("ALE/Breakout-v5", {"episodic_life": True, "clip_rewards": True})
+    result = evaluator(lambda obs: np.full(len(obs), 3), episodes=3, seed=0)
+    assert result["mean_return"] == 3 * 7 - 3 * 3 and result["mean_length"] == 6  # raw, not 1 − 1 + …
+    # FIRE (1) right after each lost life (steps 2 and 4), the policy's action (3) otherwise.
+    assert [int(a[0]) for a in games.sent] == [3, 3, 1, 3, 1, 3]
 
 
 def test_frame_replay_rebuilds_the_stacks_ale_returned() -> None:
@@ -197,3 +251,17 @@ def test_atari_runs_evaluate_from_the_cli_and_the_play_window_declines_them(tmp_
     assert main(["play", str(run_dir), "--record", str(tmp_path / "pong.mp4")]) == 2
     assert "is an Atari agent" in capsys.readouterr().err
     assert not (tmp_path / "pong.mp4").exists()
+
+
+@pytest.mark.parametrize("option, message", [
+    ("stack_num=0", "env.kwargs.stack_num = 0: must be an integer ≥ 1"),  # ale-py would hang
+    ("frameskip=2.5", "env.kwargs.frameskip = 2.5: must be an integer ≥ 1"),
+    ("maxpool=maybe", "env.kwargs.maxpool = 'maybe': must be true or false"),
+    ("repeat_action_probability=1.5", "must be a probability in [0, 1]"),
+    ("noop_max=-1", "env.kwargs.noop_max = -1: must be an integer ≥ 0"),
+    ("grayscale=false", "must be true: the lab's Atari learners read stacks of grey frames"),
+])
+def test_atari_option_values_are_checked(option: str, message: str) -> None:
+    config = load_config("pqn/pong", ["device=cpu", "env.num_envs=2", f"env.kwargs.{option}"])
+    with pytest.raises(LabError, match=re.escape(message)):
+        Trainer(config, None)

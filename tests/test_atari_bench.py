@@ -79,3 +79,36 @@ def test_skip_throughput_runs_only_the_curve(tmp_path: Path, capsys: pytest.Capt
 def test_bad_arguments_exit_with_a_usage_error(argv: list[str]) -> None:
     with pytest.raises(SystemExit):
         load_bench().parse_args(argv)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--lab-override", "agent.bogus=1"], "unknown key 'agent.bogus'"),
+    (["--game", "Qbert"], "config file 'dqn/qbert' not found"),
+    (["--lab", "pqn", "--lab-override", "pqn:trainer.max_steps=abc"], "trainer.max_steps"),
+])
+def test_bad_inputs_fail_before_any_side_is_measured(argv: list[str], message: str, capsys, monkeypatch) -> None:
+    from bench import atari_vs_sb3
+
+    def must_not_run(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("a side was measured before the inputs were checked")
+
+    monkeypatch.setattr(atari_vs_sb3, "measure_sb3", must_not_run)
+    monkeypatch.setattr(atari_vs_sb3, "measure_lab", must_not_run)
+    assert atari_vs_sb3.main(["--device", "cpu", "--curve-minutes", "0", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+
+
+def test_replay_memory_bench_checks_its_stacks_and_refuses_a_buffer_too_small() -> None:
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "replay_memory.py"
+    done = subprocess.run([sys.executable, str(script), "--capacity", "2048", "--json"], capture_output=True,
+                          text=True, timeout=300, check=True)
+    report = json.loads(done.stdout)
+    assert report["check"]["identical"] and report["check"]["transitions_compared"] > 500
+    assert report["transitions"] == 2048
+    refused = subprocess.run([sys.executable, str(script), "--capacity", "10"], capture_output=True, text=True,
+                             timeout=120)
+    assert refused.returncode == 2 and "--capacity must be at least 1,024" in refused.stderr

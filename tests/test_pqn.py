@@ -68,10 +68,17 @@ def test_autoreset_steps_carry_no_weight() -> None:
     task = make_pqn(TINY_PQN + ["agent.rollout_steps=64"])  # 64 steps: random CartPole episodes end inside
     task.collect_rollout()
     valid = task.rollout["valid"].view(64, 4).bool()
-    task.close()
+    task.close()  # the rollout stays: the loss below needs no env
     # An autoreset step follows every episode end, so some steps are invalid, and never two in a row.
     assert (~valid).any() and valid.any()
     assert not ((~valid[1:]) & (~valid[:-1])).any()
+    # Whatever target an autoreset step carries, the loss is the same: it weighs nothing.
+    task.order = torch.arange(len(task.rollout["actions"])).repeat(task.cfg.epochs)  # one minibatch: all of it
+    task.minibatch_size, task.next_minibatch = len(task.rollout["actions"]), 0
+    loss = task.train_step().loss
+    task.next_minibatch = 0
+    task.rollout["returns"] = torch.where(task.rollout["valid"].bool(), task.rollout["returns"], 1e6)
+    assert torch.allclose(task.train_step().loss, loss)
 
 
 def test_each_epoch_is_one_pass_over_the_rollout() -> None:
