@@ -14,6 +14,7 @@ from envs.atari import ATARI_DEFAULTS, fire_action, is_atari, make_atari_vec_env
 from envs.factory import make_env
 
 EVAL_SEED_OFFSET = 1_000_000  # eval episodes never share seeds with training envs
+RELAUNCH_STEPS = 2  # Atari: steps of FIRE after a lost life
 
 
 class EpisodeEvaluator:
@@ -58,15 +59,17 @@ class EpisodeEvaluator:
         returns = np.zeros(episodes)
         lengths = np.zeros(episodes, dtype=np.int64)
         active = np.ones(episodes, dtype=bool)
-        relaunch = np.zeros(episodes, dtype=bool)
+        relaunch = np.zeros(episodes, dtype=np.int64)  # steps of FIRE still to press
         while active.any():  # finished games keep stepping (one batched call for all); their steps are not counted
             actions = np.asarray(act(obs))
             if self.fire is not None:
                 # FIRE after a lost life, as at a game's start (use_fire_reset): in Breakout the ball waits for
-                # it, and a greedy policy that never learnt to relaunch would stall until the frame cap.
-                actions = np.where(relaunch, self.fire, actions)
+                # it, and a greedy policy that never learnt to relaunch would stall until the frame cap. Two
+                # steps, so that sticky actions cannot swallow it.
+                actions = np.where(relaunch > 0, self.fire, actions)
             obs, rewards, terminated, truncated, info = self.vector_env.step(actions)
-            relaunch = (info["lives"] < lives) & ~(terminated | truncated)
+            lost = (info["lives"] < lives) & ~(terminated | truncated)
+            relaunch = np.where(lost, RELAUNCH_STEPS, np.maximum(relaunch - 1, 0))
             lives = info["lives"]
             returns += rewards * active
             lengths += active

@@ -37,12 +37,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from bench.cartpole_vs_sb3 import finite_or_none  # noqa: E402
 from bench.cartpole_vs_sb3 import machine as base_machine  # noqa: E402
+from envs.atari import register_atari  # noqa: E402
 from lab.config import RunConfig, load_config  # noqa: E402
 from lab.devices import resolve_device  # noqa: E402
 from lab.errors import LabError  # noqa: E402
@@ -316,21 +318,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def check_inputs(args: argparse.Namespace, per_learner: dict[str, list[str]]) -> None:
-    """Everything a run can get wrong, before any side spends its window: the device, the game's configs and
-    the overrides (a GPU session is short; a typo must not surface after SB3's two minutes)."""
+    """Everything a run can get wrong, before any side spends its window: the device, the game, the configs and
+    the overrides, down to building each learner (a GPU session is short; a typo must not surface after SB3's two
+    minutes)."""
     resolve_device(args.device)
+    register_atari()
+    try:
+        gym.spec(env_id(args.game))
+    except gym.error.Error:
+        raise LabError(f"--game {args.game}: no Atari game {env_id(args.game)} (names are capitalised: Pong, "
+                       "Breakout)") from None
     for learner in args.lab:
-        lab_config(learner, args.game, args.device, per_learner[learner])
+        Trainer(lab_config(learner, args.game, args.device, per_learner[learner]), None).task.close()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    per_learner = split_overrides(args.lab_override)
     try:
-        check_inputs(args, per_learner)
+        return run(args)
     except LabError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    per_learner = split_overrides(args.lab_override)
+    check_inputs(args, per_learner)
     with contextlib.redirect_stdout(sys.stderr):  # the Trainer's and SB3's lines; stdout keeps only the report
         tp = {} if args.skip_throughput else throughput(args.game, args.lab, args.seconds, args.device, per_learner,
                                                         args.warmup_updates)

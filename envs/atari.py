@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import numbers
 from typing import Any
 
 import gymnasium as gym
@@ -83,15 +84,15 @@ def make_atari_vec_env(env_id: str, num_envs: int, episodic_life: bool = True, c
 
 # What each option's value may be: ale-py itself hangs on some (stack_num 0) and raises tracebacks on others.
 def _int_at_least(low: int) -> Any:
-    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low, f"an integer ≥ {low}"
+    return lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= low, f"an integer ≥ {low}"
 
 
-_IS_BOOL = (lambda v: isinstance(v, bool), "true or false")
+_IS_BOOL = (lambda v: isinstance(v, bool | np.bool_), "true or false")
 OPTION_VALUES: dict[str, tuple[Any, str]] = {
     "frameskip": _int_at_least(1), "stack_num": _int_at_least(1), "img_height": _int_at_least(1),
     "img_width": _int_at_least(1), "noop_max": _int_at_least(0), "max_num_frames_per_episode": _int_at_least(1),
     "maxpool": _IS_BOOL, "use_fire_reset": _IS_BOOL, "full_action_space": _IS_BOOL,
-    "repeat_action_probability": (lambda v: isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 1,
+    "repeat_action_probability": (lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 <= v <= 1,
                                   "a probability in [0, 1]"),
     # The learners' torsos read stacks of grey frames (C×H×W); colour frames would add a fourth axis.
     "grayscale": (lambda v: v is True, "true: the lab's Atari learners read stacks of grey frames"),

@@ -125,9 +125,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         resume_from = find_checkpoint(run_dir, "latest")
         if overrides:
-            from lab.config import save_config
+            from lab.runs import save_resumed_config
 
-            save_config(config, run_dir / "config.yaml")
+            save_resumed_config(run_dir, config, info)
     else:
         if args.config is None:
             raise LabError("give a config to train (e.g. lab train configs/dqn/cartpole.yaml) or --resume RUN_DIR")

@@ -43,14 +43,15 @@ def select_metrics(available: list[str], patterns: list[str] | None) -> list[str
     Unasked, std_* metrics are drawn as bands around their mean_* twins rather than as panels of their own."""
     ordered = sorted(available, key=lambda k: (not k.startswith("eval/"), k))
 
-    def is_band(key: str, pattern: str = "") -> bool:  # a std_* curve, unless the pattern names std_ itself
-        return key.rsplit("/", 1)[-1].startswith("std_") and "std_" not in pattern
+    def without_bands(keys: list[str]) -> list[str]:  # a std_* curve drawn as its mean_* twin's band
+        twins = {k.replace("/mean_", "/std_", 1) for k in keys if "/mean_" in k}
+        return [k for k in keys if k not in twins]
 
     if not patterns:
-        return [k for k in ordered if not is_band(k)]
+        return without_bands(ordered)
     chosen = []
     for pattern in patterns:
-        matches = [k for k in ordered if fnmatch.fnmatchcase(k, pattern) and not is_band(k, pattern)]
+        matches = without_bands([k for k in ordered if fnmatch.fnmatchcase(k, pattern)])
         if not matches:
             raise LabError(f"--metric '{pattern}' matches no metric of these runs (they have: {', '.join(ordered)})")
         chosen += [k for k in matches if k not in chosen]

@@ -60,7 +60,7 @@ def open_run(run_dir: Path, overrides: list[str] | None = None) -> tuple[RunConf
     if not (run_dir / CONFIG_FILE).is_file() or not (run_dir / RUN_FILE).is_file():
         raise LabError(f"'{run_dir}' is not a run dir (no {CONFIG_FILE} / {RUN_FILE}); "
                        "pass a directory made by `lab train`")
-    info = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
+    info = _read_run_info(run_dir)
     data = read_yaml(run_dir / CONFIG_FILE)
     if isinstance(data.get("task"), str) and data["task"] in TASKS:
         data = TASKS.get(data["task"]).upgrade_config(data, info.get("format", 1))
@@ -75,6 +75,23 @@ def open_run(run_dir: Path, overrides: list[str] | None = None) -> tuple[RunConf
         data = apply_overrides(data, overrides)
     config = validate_config(data, source=str(run_dir / CONFIG_FILE))
     return config, info
+
+
+def _read_run_info(run_dir: Path) -> dict[str, Any]:
+    try:
+        info = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise LabError(f"{run_dir / RUN_FILE} cannot be read ({error}); the run dir is damaged") from None
+    if not isinstance(info, dict) or not isinstance(info.get("format", 1), int):
+        raise LabError(f"{run_dir / RUN_FILE} is not a run's record (a JSON object with its id, task and format)")
+    return info
+
+
+def save_resumed_config(run_dir: Path, config: RunConfig, info: dict[str, Any]) -> None:
+    """A resume with overrides rewrites config.yaml; what it writes has today's meaning (upgraded when opened),
+    so run.json's format moves on with it and no upgrade applies twice."""
+    save_config(config, run_dir / CONFIG_FILE)
+    atomic_write_json(run_dir / RUN_FILE, {**info, "format": RUN_FORMAT})
 
 
 def load_trained_task(run_dir: Path, which: str = "best", device: str | None = None) -> tuple[Task, RunConfig, Path]:
@@ -126,7 +143,16 @@ def list_runs(root: Path = RUNS_ROOT) -> list[dict[str, Any]]:
         if root == RUNS_ROOT:
             return []  # no run made here yet
         raise LabError(f"'{root}' is not a directory; give the folder your runs are in (default: {RUNS_ROOT}/)")
-    dirs = [root] if (root / RUN_FILE).is_file() else [p for p in root.iterdir() if (p / RUN_FILE).is_file()]
+    def is_run(path: Path) -> bool:
+        try:
+            return (path / RUN_FILE).is_file()
+        except OSError:  # a folder this user may not enter
+            return False
+
+    try:
+        dirs = [root] if is_run(root) else [p for p in root.iterdir() if is_run(p)]
+    except OSError as error:
+        raise LabError(f"cannot list '{root}' ({error.strerror or error})") from None
     rows = []
     for run_dir in dirs:
         try:

@@ -117,10 +117,10 @@ def _utf8(text: str, where: str) -> str:
     return text
 
 
-def _stdin_batches(size: int = 64) -> Iterator[list[str]]:
-    """Piped input as batches of the lines that have arrived (up to `size` at a time): a file is translated in
-    batches, while a producer that writes a line and waits for its translation gets it at once. Each line is
-    checked for UTF-8, so an error can name it."""
+def _stdin_batches() -> Iterator[list[str]]:
+    """Piped input as batches of the lines that have arrived: a file comes in large batches (which `translate`
+    sorts by length), while a producer that writes a line and waits for its translation gets it at once. Each
+    line is checked for UTF-8, so an error can name it."""
     number = 0
 
     def decoded(raw: bytes) -> str:
@@ -133,8 +133,7 @@ def _stdin_batches(size: int = 64) -> Iterator[list[str]]:
                            "(e.g. iconv -f latin1 -t utf-8)") from None
 
     for lines in _arriving_lines(sys.stdin.buffer):
-        for start in range(0, len(lines), size):
-            yield [decoded(raw) for raw in lines[start:start + size]]
+        yield [decoded(raw) for raw in lines]
 
 
 def _arriving_lines(stream: Any) -> Iterator[list[bytes]]:
@@ -144,13 +143,16 @@ def _arriving_lines(stream: Any) -> Iterator[list[bytes]]:
     except (OSError, ValueError, io.UnsupportedOperation):  # an in-memory stream: all of it is there
         yield stream.read().splitlines()
         return
-    pending = b""
+    partial: list[bytes] = []  # the pieces of a line still arriving (kept apart: a long line is not re-joined)
     while chunk := os.read(descriptor, 1 << 16):  # blocks until some input arrives, b"" at its end
-        *lines, pending = (pending + chunk).split(b"\n")
-        if lines:
-            yield lines
-    if pending:
-        yield [pending]
+        if b"\n" not in chunk:
+            partial.append(chunk)
+            continue
+        *lines, rest = (b"".join(partial) + chunk).split(b"\n")
+        partial = [rest] if rest else []
+        yield lines
+    if partial:
+        yield [b"".join(partial)]
 
 
 def run(args: argparse.Namespace) -> int:

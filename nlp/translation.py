@@ -69,6 +69,11 @@ class TranslationTask(Task):
                  dist: DistInfo) -> None:
         super().__init__(config, device, run_dir, dist)
         self.splits = load_splits(config.data)
+        best = config.trainer.best_metric or self.best_metric
+        if best.startswith("eval/valid_") and not self.splits.valid:
+            raise LabError(f"the valid split is empty (data.valid_fraction={config.data.valid_fraction}) but "
+                           f"trainer.best_metric is {best}: keep a valid split, or set trainer.best_metric="
+                           f"{best.replace('valid_', 'test_', 1)}")
         self.tokenizers = self._tokenizers(run_dir, dist)
         self.examples = {name: self._encode(pairs) for name, pairs in self.pairs().items()}
         self.model = build_translation_model(config.model, self.tokenizers).to(device)
@@ -83,9 +88,11 @@ class TranslationTask(Task):
 
     @classmethod
     def upgrade_config(cls, data: dict[str, Any], run_format: int) -> dict[str, Any]:
-        if run_format < 2:  # the split and decoding as they were: exact-sentence hash, empty translations allowed
+        decoding = data.get("decoding") if isinstance(data.get("decoding"), dict) else {}
+        # A config saved before the split and decoding changed lists every key of its day but not min_length.
+        if run_format < 2 and "min_length" not in decoding:  # exact-sentence hash, empty translations allowed
             data = {**data, "data": {**(data.get("data") or {}), "split_version": 1},
-                    "decoding": {**(data.get("decoding") or {}), "min_length": 0}}
+                    "decoding": {**decoding, "min_length": 0}}
         return data
 
     # --- data ------------------------------------------------------------------------------------------------------

@@ -99,7 +99,8 @@ def test_evaluation_plays_full_games_with_raw_scores() -> None:
 
 class ScriptedGames(gym.vector.VectorEnv):
     """Stand-in for ale-py's vector env: every step scores 7 and then −3 (rewards above 1, so clipping shows),
-    a life is lost at steps 2 and 4, and the game ends at step 6. It records the actions it is sent."""
+    a life is lost at steps 2 and 4, and the game ends at step 6 with the last life. It records the actions it is
+    sent."""
 
     def __init__(self, num_envs: int) -> None:
         self.num_envs, self.t, self.sent = num_envs, 0, []
@@ -115,7 +116,7 @@ class ScriptedGames(gym.vector.VectorEnv):
 
     def recv(self):  # noqa: ANN201
         self.t += 1
-        lives = np.full(self.num_envs, 5 - (self.t >= 2) - (self.t >= 4))
+        lives = np.full(self.num_envs, 0 if self.t >= 6 else 5 - (self.t >= 2) - (self.t >= 4))
         rewards = np.full(self.num_envs, 7.0 if self.t % 2 else -3.0)
         done = np.full(self.num_envs, self.t >= 6)
         return (np.zeros((self.num_envs, 4, 84, 84), np.uint8), rewards, done, np.zeros_like(done),
@@ -146,8 +147,9 @@ def test_evaluation_scores_raw_full_games_and_relaunches_after_a_lost_life(monke
     evaluator = EpisodeEvaluator("ALE/Breakout-v5", {"episodic_life": True, "clip_rewards": True})
     result = evaluator(lambda obs: np.full(len(obs), 3), episodes=3, seed=0)
     assert result["mean_return"] == 3 * 7 - 3 * 3 and result["mean_length"] == 6  # raw, not 1 − 1 + …
-    # FIRE (1) right after each lost life (steps 2 and 4), the policy's action (3) otherwise.
-    assert [int(a[0]) for a in games.sent] == [3, 3, 1, 3, 1, 3]
+    # FIRE (1) on the two steps after each lost life (steps 2 and 4), the policy's action (3) otherwise; none
+    # after the game's end, where the last life goes too.
+    assert [int(a[0]) for a in games.sent] == [3, 3, 1, 1, 1, 1]
 
 
 def test_frame_replay_rebuilds_the_stacks_ale_returned() -> None:
@@ -251,6 +253,13 @@ def test_atari_runs_evaluate_from_the_cli_and_the_play_window_declines_them(tmp_
     assert main(["play", str(run_dir), "--record", str(tmp_path / "pong.mp4")]) == 2
     assert "is an Atari agent" in capsys.readouterr().err
     assert not (tmp_path / "pong.mp4").exists()
+
+
+def test_atari_option_values_from_python_may_be_numpy_numbers() -> None:
+    from envs.atari import check_atari_options
+
+    check_atari_options({"stack_num": np.int64(4), "repeat_action_probability": np.float32(0.25),
+                         "maxpool": np.bool_(True), "noop_max": 0})
 
 
 @pytest.mark.parametrize("option, message", [

@@ -180,13 +180,26 @@ def test_a_run_made_before_the_split_changed_keeps_its_split(trained_run: Path, 
 
     old = tmp_path / "old"
     shutil.copytree(trained_run, old)
+    import yaml
+
     info = json.loads((old / "run.json").read_text())
     del info["format"]  # run format 1: exact-sentence split, empty translations allowed
     (old / "run.json").write_text(json.dumps(info))
+    saved = yaml.safe_load((old / "config.yaml").read_text())
+    assert open_run(old)[0].data.split_version == 2  # format 1, but saved with min_length: made after the change
+    del saved["data"]["split_version"], saved["decoding"]["min_length"]  # keys the configs of that day lacked
+    (old / "config.yaml").write_text(yaml.safe_dump(saved))
     config = open_run(old)[0]
     assert (config.data.split_version, config.decoding.min_length) == (1, 0)
     current = open_run(trained_run)[0]
     assert (current.data.split_version, current.decoding.min_length) == (2, 1)
+
+
+def test_no_valid_split_needs_a_best_metric_that_does_not_read_it(corpus: Path) -> None:
+    with pytest.raises(LabError, match="the valid split is empty .* set trainer.best_metric=eval/test_bleu"):
+        TranslationTask(tiny_config(corpus, **{"data.valid_fraction": 0.0}), torch.device("cpu"), None, DistInfo())
+    config = tiny_config(corpus, **{"data.valid_fraction": 0.0, "trainer.best_metric": "eval/test_bleu"})
+    assert not TranslationTask(config, torch.device("cpu"), None, DistInfo()).splits.valid
 
 
 def test_the_test_split_is_scored_whole_and_valid_is_capped(corpus: Path) -> None:
@@ -238,11 +251,14 @@ def test_a_pipe_gets_each_translation_as_its_line_arrives(trained_run: Path) -> 
     import subprocess
     import sys
 
+    import select
+
     process = subprocess.Popen([sys.executable, "-m", "lab", "translate", str(trained_run), "--json"],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         process.stdin.write("Eins zwei.\n".encode())
         process.stdin.flush()  # and wait: the answer must come before the input ends
+        assert select.select([process.stdout], [], [], 60)[0], "no translation while the input stays open"
         first = json.loads(process.stdout.readline())
         process.stdin.write("Drei.\nVier.".encode())  # the last line without its newline
         process.stdin.close()
@@ -251,6 +267,30 @@ def test_a_pipe_gets_each_translation_as_its_line_arrives(trained_run: Path) -> 
         process.kill()
         process.wait(timeout=30)
     assert first["source"] == "Eins zwei." and [r["source"] for r in rest] == ["Drei.", "Vier."]
+
+
+def test_lines_that_arrive_in_pieces_are_whole_when_read(tmp_path: Path) -> None:
+    import os
+    import threading
+    import time
+
+    from nlp.cli import _arriving_lines
+
+    read_end, write_end = os.pipe()
+    pieces = [b"Eins ", b"zwei.\nDrei", b"\r\n", b"x" * 70_000 + b"\n", b"Vier."]  # the last: no newline
+
+    def write() -> None:
+        for piece in pieces:
+            os.write(write_end, piece)
+            time.sleep(0.05)
+        os.close(write_end)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    with os.fdopen(read_end, "rb") as stream:
+        lines = [line for batch in _arriving_lines(stream) for line in batch]
+    writer.join()
+    assert lines == [b"Eins zwei.", b"Drei\r", b"x" * 70_000, b"Vier."]
 
 
 def test_translate_refuses_text_that_was_not_utf8(trained_run: Path, capsys: pytest.CaptureFixture) -> None:

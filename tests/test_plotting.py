@@ -85,6 +85,7 @@ def test_metric_selection_orders_eval_first_and_keeps_std_as_bands() -> None:
     assert select_metrics(keys, ["train/*", "train/l*"]) == ["train/loss", "train/lr"]  # overlapping globs
     assert select_metrics(keys, ["eval/*"]) == ["eval/mean_return"]
     assert select_metrics(keys, ["eval/std_return"]) == ["eval/std_return"]  # asked for by name
+    assert select_metrics(keys, ["eval/std*"]) == ["eval/std_return"]  # or by a glob that leaves its mean out
     with pytest.raises(LabError, match="'val/acc' matches no metric"):
         select_metrics(keys, ["val/acc"])
 

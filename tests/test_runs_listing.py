@@ -129,3 +129,30 @@ def test_a_run_made_before_a_change_of_meaning_reads_as_it_was_made(tmp_path: Pa
     assert main(["eval", str(run_dir), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["test_accuracy"] > 0
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["channels"] == 3
+
+
+def test_a_resume_that_rewrites_the_config_records_todays_format(runs_root: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from lab.runs import RUN_FORMAT, open_run, save_resumed_config
+
+    old = tmp_path / "old"
+    shutil.copytree(runs_root / "a-finished", old)
+    info = json.loads((old / "run.json").read_text())
+    del info["format"]
+    (old / "run.json").write_text(json.dumps(info))
+    config, info = open_run(old, ["trainer.max_steps=700"])
+    save_resumed_config(old, config, info)
+    assert json.loads((old / "run.json").read_text())["format"] == RUN_FORMAT
+    assert open_run(old)[0].trainer.max_steps == 700
+
+
+def test_a_damaged_run_record_is_a_one_line_error(runs_root: Path, tmp_path: Path, capsys) -> None:
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(runs_root / "a-finished", damaged)
+    (damaged / "run.json").write_text("[1, 2]")
+    assert main(["eval", str(damaged)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "run.json is not a run's record" in err

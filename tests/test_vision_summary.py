@@ -106,6 +106,9 @@ def test_summary_errors_are_lab_errors(tmp_path: Path) -> None:
         run(summary_args("lenet5", "1x16x16"))
     with pytest.raises(LabError, match="not found"):
         run(summary_args(str(tmp_path / "missing.yaml")))
+    (tmp_path / "typo.yaml").write_text("task: image_clasification\nmodel: {name: lenet5}\n")
+    with pytest.raises(LabError, match="did you mean 'image_classification'"):
+        run(summary_args(str(tmp_path / "typo.yaml")))
     (tmp_path / "bad.yaml").write_text("trainer: {}\n")
     with pytest.raises(LabError, match="no `model:` section"):
         run(summary_args(str(tmp_path / "bad.yaml")))

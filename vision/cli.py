@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,10 @@ def _model_spec(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise LabError(f"config file {str(path)!r} not found")
     config = read_yaml(path)
-    if isinstance(config, dict) and isinstance(config.get("task"), str) and config["task"] in TASKS:
+    task = config.get("task") if isinstance(config, dict) else None
+    if isinstance(task, str) and task not in TASKS and difflib.get_close_matches(task, TASKS.names(), cutoff=0.8):
+        TASKS.get(task)  # a misspelt task: its one-line error names the nearest
+    if isinstance(task, str) and task in TASKS:
         run_config = load_config(path)
         if run_config.task != "image_classification":
             raise LabError(f"{path} trains a {run_config.task} task; lab summary reads image-classification configs "
