@@ -2,6 +2,7 @@
 torso (the MLP or a vision encoder), an ε schedule, the greedy evaluation protocol and the final evaluation video."""
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -54,9 +55,16 @@ class ValueAgent(Task):
         # Rendering and encoding cost about an episode: only for the final evaluation, and only if W&B is on.
         # Atari agents see ale-py's preprocessed frames, which a single rendering env does not reproduce.
         if frames and self.evaluation_is_final and tracker.wandb_run is not None and not is_atari(self.config.env.id):
+            import pygame
+
             from envs.play.recording import record_episode
 
-            tracker.log_video("eval/video", record_episode(self, max_frames=frames), step, fps=30)
+            try:
+                video = record_episode(self, max_frames=frames)
+            except (pygame.error, OSError) as error:  # a video is an extra: the trained run must not fail on it
+                print(f"note: no eval video for W&B ({error})", file=sys.stderr)
+                return
+            tracker.log_video("eval/video", video, step, fps=30)
 
     def close(self) -> None:
         self.runner.close()

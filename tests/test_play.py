@@ -304,6 +304,27 @@ def test_record_episode_gives_the_wandb_video_of_the_first_eval_episode(task) ->
     assert not np.array_equal(full[0], full[-1])
 
 
+def test_a_video_that_cannot_be_drawn_does_not_fail_the_run(task, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import pygame
+
+    import envs.play.recording as recording
+
+    def no_display(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise pygame.error("windows not available")
+
+    class Tracker:
+        wandb_run, videos = object(), []
+
+        def log_video(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+            self.videos.append(args)
+
+    monkeypatch.setattr(recording, "record_episode", no_display)
+    monkeypatch.setattr(task, "evaluation_is_final", True)
+    tracker = Tracker()
+    task.log_media(tracker, step=300)
+    assert tracker.videos == [] and "note: no eval video for W&B (windows not available)" in capsys.readouterr().err
+
+
 def test_rendering_for_a_recording_prints_no_display_errors_and_leaves_the_environment() -> None:
     """Without a display, SDL probing for one prints errors amid a training run's output (W&B's eval video)."""
     script = ("import os, gymnasium as gym\n"
@@ -318,6 +339,13 @@ def test_rendering_for_a_recording_prints_no_display_errors_and_leaves_the_envir
                           env={**no_display, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr
     assert "error" not in (done.stdout + done.stderr).lower()
+    # A driver set for a display that is not there, or set empty, is left to a window, not to off-screen drawing.
+    for chosen in ("x11", ""):
+        kept = script.replace("assert 'SDL_VIDEODRIVER' not in os.environ",
+                              f"assert os.environ['SDL_VIDEODRIVER'] == {chosen!r}")
+        done = subprocess.run([sys.executable, "-c", kept], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                              env={**no_display, "PYTHONPATH": str(ROOT), "SDL_VIDEODRIVER": chosen})
+        assert done.returncode == 0, done.stderr
 
 
 # --- the command --------------------------------------------------------------------------------------------------

@@ -47,18 +47,19 @@ def write_video(path: Path, frames: Iterable[np.ndarray], fps: float) -> int:
 
 @contextmanager
 def drawing_off_screen() -> Iterator[None]:
-    """SDL's dummy video driver for as long as it lasts, unless another one was chosen. Rendering to arrays needs
-    no display, and SDL probing for one where there is none prints errors (e.g. "XDG_RUNTIME_DIR is invalid")
-    amid the run's output. The environment is restored afterwards, so a window opened later still finds the
-    display."""
-    chosen = "SDL_VIDEODRIVER" in os.environ
-    if not chosen:
-        os.environ["SDL_VIDEODRIVER"] = "dummy"
+    """SDL's dummy video driver for as long as it lasts. Rendering to arrays needs no display, and SDL probing
+    for one prints errors where there is none (e.g. "XDG_RUNTIME_DIR is invalid") or fails outright (a driver
+    set for a display that is not there, or set empty). The environment is restored afterwards, so a window
+    opened later still finds the display the user chose."""
+    before = os.environ.get("SDL_VIDEODRIVER")
+    os.environ["SDL_VIDEODRIVER"] = "dummy"
     try:
         yield
     finally:
-        if not chosen:
+        if before is None:
             del os.environ["SDL_VIDEODRIVER"]
+        else:
+            os.environ["SDL_VIDEODRIVER"] = before
 
 
 def record_episode(task: Any, max_frames: int = 500) -> np.ndarray:
