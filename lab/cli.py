@@ -296,15 +296,16 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     table = Table(box=None, pad_edge=False)
     for column in ("run", "task", "config", "steps", "best", "status", "last log"):
-        table.add_column(column, justify="right" if column in ("steps", "last log") else "left")
+        table.add_column(column, justify="right" if column in ("steps", "last log") else "left", no_wrap=True)
     for row in rows:
         steps = f"{row['step'] or 0:,}" + (f"/{row['max_steps']:,}" if isinstance(row["max_steps"], int) else "")
         best = (f"{str(row['best_metric']).split('/')[-1]} {row['best']:.4g} @ {row['best_step'] or 0:,}"
                 if isinstance(row["best"], int | float) else "")
-        status = f"early stop: {row['early_stop']}" if row["early_stop"] else row["status"]
+        status = row["status"]  # the early stop's reason is in --json
         table.add_row(Path(row["run"]).name, row["task"] or "", row["config"] or "", steps, best, status,
                       _age(row["last_log_s"]))
-    Console(width=max(Console().width, 120)).print(table)
+    console = Console()
+    Console(width=None if console.is_terminal else 200).print(table)  # piped: whole names, no wrapping
     if any(row["status"] == "unfinished" for row in rows):
         print("unfinished: still training, or stopped (lab train --resume RUN_DIR); compare: lab plot RUN_DIR …")
     return 0

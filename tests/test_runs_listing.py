@@ -67,8 +67,7 @@ def test_resuming_to_the_end_makes_it_finished(runs_root: Path, tmp_path: Path) 
 def test_lab_runs_table_and_json(runs_root: Path, capsys) -> None:
     assert main(["runs", str(runs_root)]) == 0
     out = capsys.readouterr().out
-    for text in ("a-finished", "finished", "early stop: eval/mean_return", "300/600", "not started",
-                 "lab train --resume"):
+    for text in ("a-finished", "finished", "early stop", "300/600", "not started", "lab train --resume"):
         assert text in out, text
     assert main(["runs", str(runs_root / "a-finished"), "--json"]) == 0
     [row] = json.loads(capsys.readouterr().out)
