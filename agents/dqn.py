@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 from functools import cached_property
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -19,6 +20,7 @@ from agents.value_agent import ValueAgent
 from envs.atari import is_atari
 from envs.factory import EnvConfig
 from lab.config import ModelSwitches, RunConfig
+from lab.distributed import DistInfo
 from lab.errors import LabError
 from lab.registry import AGENTS, TASKS
 from lab.seeding import restore_generator
@@ -108,7 +110,7 @@ class DQN(ValueAgent):
     Config = DQNConfig
     best_checkpoint = "weights"  # the replay memory makes a full checkpoint gigabytes on Atari
 
-    def __init__(self, config: DQNConfig, device: torch.device, run_dir: Any, dist: Any) -> None:
+    def __init__(self, config: DQNConfig, device: torch.device, run_dir: Path | None, dist: DistInfo) -> None:
         super().__init__(config, device, run_dir, dist)
         self.target = copy.deepcopy(self.model).requires_grad_(False)
         self.replay_device = device if self.cfg.replay_device == "auto" else torch.device("cpu")

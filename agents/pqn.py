@@ -8,6 +8,7 @@ the next rollout (its env steps advance `trainer.max_steps`).
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -18,6 +19,7 @@ from pydantic import Field
 from agents.dqn import QModelConfig, ValueAgentConfig
 from agents.exploration import EpsilonConfig, epsilon_greedy
 from agents.value_agent import ValueAgent
+from lab.distributed import DistInfo
 from lab.errors import LabError
 from lab.registry import AGENTS, TASKS
 from lab.seeding import restore_generator
@@ -67,7 +69,7 @@ def lambda_returns(rewards: torch.Tensor, terminal: torch.Tensor, episode_end: t
 class PQN(ValueAgent):
     Config = PQNConfig
 
-    def __init__(self, config: PQNConfig, device: torch.device, run_dir: Any, dist: Any) -> None:
+    def __init__(self, config: PQNConfig, device: torch.device, run_dir: Path | None, dist: DistInfo) -> None:
         super().__init__(config, device, run_dir, dist)
         samples = self.cfg.rollout_steps * config.env.num_envs
         self.minibatch_size = samples // self.cfg.minibatches

@@ -18,6 +18,7 @@ from agents.exploration import EpsilonConfig, epsilon_at
 from agents.runner import EnvRunner
 from envs.factory import EnvConfig
 from lab.config import ModelSwitches, OptimConfig, RunConfig
+from lab.distributed import DistInfo
 from lab.errors import LabError
 from lab.registry import AGENTS, TASKS
 from lab.seeding import restore_generator
@@ -56,7 +57,7 @@ class TabularQ(Task):
     Config = TabularConfig
     best_metric = "eval/mean_return"
 
-    def __init__(self, config: TabularConfig, device: torch.device, run_dir: Path | None, dist: Any) -> None:
+    def __init__(self, config: TabularConfig, device: torch.device, run_dir: Path | None, dist: DistInfo) -> None:
         super().__init__(config, device, run_dir, dist)
         self.cfg = config.agent
         if config.optim.name != "sgd" or config.optim.momentum:

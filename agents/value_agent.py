@@ -3,6 +3,7 @@ torso (the MLP or a vision encoder), an ε schedule, the greedy evaluation proto
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,13 +16,14 @@ from agents.runner import EnvRunner
 from agents.torsos import build_torso
 from envs.atari import is_atari
 from lab.checkpoint import has_checkpoint
+from lab.distributed import DistInfo
 from lab.task import Task
 
 
 class ValueAgent(Task):
     best_metric = "eval/mean_return"
 
-    def __init__(self, config: Any, device: torch.device, run_dir: Any, dist: Any) -> None:
+    def __init__(self, config: Any, device: torch.device, run_dir: Path | None, dist: DistInfo) -> None:
         super().__init__(config, device, run_dir, dist)
         self.cfg = config.agent
         self.runner = EnvRunner(config.env, config.seed, device)

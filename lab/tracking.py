@@ -34,6 +34,9 @@ class Tracker:
         if mode != "disabled":
             import wandb
 
+            # wandb takes the lab's `agents` package for OpenAI's Agents SDK and advertises its LLM tracer (Weave)
+            # at every start; the lab has no use for it. WANDB_DISABLE_WEAVE=false in the environment still wins.
+            os.environ.setdefault("WANDB_DISABLE_WEAVE", "true")
             self.wandb_run = wandb.init(project=project, entity=entity, name=name or run_dir.name, id=run_id,
                                         dir=str(run_dir), config=config, tags=tags, mode=mode, resume="allow",
                                         settings=wandb.Settings(silent=True, console="off"))

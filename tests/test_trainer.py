@@ -275,8 +275,15 @@ def test_time_limit_ends_a_run_with_its_final_evaluation(tiny_digits: list[str])
     assert kept["early_stop"] == "stopped first"
 
 
-def test_offline_wandb_run_is_syncable_and_metrics_jsonl_always_written(tmp_path: Path, tiny_digits, monkeypatch):
+def test_offline_wandb_run_is_syncable_and_metrics_jsonl_always_written(tmp_path: Path, tiny_digits, monkeypatch,
+                                                                         capfd):
+    import agents  # noqa: F401  (always loaded by an agent run; wandb mistakes it for OpenAI's Agents SDK)
+    import wandb.errors.term
+
     monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_DISABLE_WEAVE", raising=False)
+    monkeypatch.delenv("WANDB_SILENT", raising=False)  # as a user's shell has it
+    monkeypatch.setattr(wandb.errors.term, "_printed_messages", set())  # wandb says some things once a process
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     config = load_config("vision/digits", tiny_digits + ["tracking.mode=offline", "trainer.max_steps=10"])
     (tmp_path / "run").mkdir()
@@ -284,6 +291,8 @@ def test_offline_wandb_run_is_syncable_and_metrics_jsonl_always_written(tmp_path
     offline = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(offline) == 1 and list(offline[0].glob("run-*.wandb"))
     assert (tmp_path / "run" / "metrics.jsonl").read_text().count("eval/valid_accuracy") == 1
+    printed = capfd.readouterr()
+    assert "Weave" not in printed.out + printed.err  # no advertisement for an LLM tracer at each start
 
 
 def lab_process(args: list[str], cwd: Path) -> subprocess.Popen:

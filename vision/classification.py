@@ -14,6 +14,7 @@ from pydantic import Field
 from lab import checkpoint as ckpt
 from lab.config import ModelSwitches, RunConfig, Section
 from lab.data import EpochBatcher
+from lab.distributed import DistInfo
 from lab.errors import LabError
 from lab.registry import TASKS
 from lab.seeding import restore_generator
@@ -146,7 +147,7 @@ class ImageClassification(Task):
     best_metric = "eval/valid_accuracy"
 
     def __init__(self, config: ImageClassificationConfig, device: torch.device, run_dir: Path | None,
-                 dist: Any) -> None:
+                 dist: DistInfo) -> None:
         super().__init__(config, device, run_dir, dist)
         train, valid, test = load_splits(config.data)
         self.class_names = train.class_names
