@@ -12,7 +12,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from agents.exploration import EpsilonConfig
 from agents.replay import FrameReplayBuffer, ReplayBuffer
@@ -58,6 +58,13 @@ class QModelConfig(ModelSwitches):
     head_hidden: int = Field(0, ge=0, description="hidden units in the Q head (0: linear head)")
     init_from: str | None = Field(None, description="RUN_DIR whose vision encoder (an agent's pixel torso or an "
                                                     "image classifier's backbone) starts this pixel torso")
+
+    @field_validator("torso")
+    @classmethod
+    def _known_torso(cls, name: str) -> str:
+        from agents.torsos import check_torso_name
+
+        return check_torso_name(name)
 
 
 # Short names an encoder may go by where the vision registry has longer ones.

@@ -26,6 +26,19 @@ class PixelTorso(nn.Module):
         return self.encoder.forward_head(self.encoder.forward_features(x), pre_logits=True)
 
 
+def check_torso_name(name: str) -> str:
+    """`mlp` or a backbone of the vision registry (imported only for a pixel torso), else a LabError that offers
+    the nearest names; `lab config` checks it as `lab train` does."""
+    if name == "mlp":
+        return name
+    from vision.registry import BACKBONES
+
+    if name not in BACKBONES:
+        raise LabError(f"unknown model.torso {name!r}: 'mlp' for vector observations or a vision "
+                       f"backbone{did_you_mean(name, ['mlp', *BACKBONES.names()])}")
+    return name
+
+
 def build_torso(model_cfg: Any, obs_shape: tuple[int, ...], load_weights: bool = True) -> nn.Module:
     """`model.torso: mlp` for vector observations; any other name is an encoder of the vision registry, started
     from another run's encoder when `model.init_from` names one (and `load_weights`: a new run, not a resumed
@@ -37,15 +50,16 @@ def build_torso(model_cfg: Any, obs_shape: tuple[int, ...], load_weights: bool =
     import vision  # only runs on pixels pay for importing the vision models
     from vision.registry import BACKBONES
 
-    name = model_cfg.torso
-    if name not in BACKBONES:
-        raise LabError(f"unknown model.torso {name!r}: 'mlp' for vector observations or a vision "
-                       f"backbone{did_you_mean(name, ['mlp', *BACKBONES.names()])}")
+    name = check_torso_name(model_cfg.torso)
     if model_cfg.layer_norm and "layer_norm" not in BACKBONES.get(name).options():
         raise LabError(f"model.torso={name} has no layer norm option: set model.layer_norm=false or pick a torso "
                        "that has one (nature_cnn, impala_cnn)")
 
-    channels_last = len(obs_shape) == 3 and obs_shape[-1] in (1, 3, 4) and obs_shape[0] > 4
+    if len(obs_shape) != 3:
+        shape_text = f"vectors of {obs_shape[0]}" if len(obs_shape) == 1 else "×".join(map(str, obs_shape))
+        raise LabError(f"model.torso={name} reads images (C×H×W or H×W×C), but this env's observations are "
+                       f"{shape_text}: use model.torso=mlp, or an env with pixel observations")
+    channels_last = obs_shape[-1] in (1, 3, 4) and obs_shape[0] > 4
     in_chans = obs_shape[-1] if channels_last else obs_shape[0]
     size = tuple(obs_shape[:2]) if channels_last else tuple(obs_shape[1:])
     options = {"layer_norm": True} if model_cfg.layer_norm else {}  # only encoders that offer it accept it

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -155,7 +156,7 @@ def read_model_weights(path: Path) -> dict[str, torch.Tensor]:
 def _read_tensors(path: Path, name: str) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path / name))
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, SafetensorError) as err:
         raise LabError(f"checkpoint '{path}' is damaged or incomplete: {err}") from None
 
 
@@ -173,6 +174,14 @@ def _read_state_tree(path: Path) -> dict[str, Any]:
     return tree
 
 
+def read_checkpoint_step(path: Path) -> int:
+    """The trainer step a checkpoint was written at, read from its state.json alone."""
+    step = _read_state_tree(path).get("trainer", {}).get("step")
+    if not isinstance(step, int):
+        raise LabError(f"checkpoint '{path}' is damaged or incomplete: its state.json holds no trainer step")
+    return step
+
+
 def is_resumable(path: Path) -> bool:
     """A complete checkpoint with its training state (not a weights-only one)."""
     return (path / STATE_FILE).is_file() and (path / TRAINING_FILE).is_file()
@@ -184,14 +193,25 @@ def checkpoint_dir(run_dir: Path) -> Path:
 
 def has_checkpoint(run_dir: Path | None) -> bool:
     """Whether the run has saved any checkpoint: a run being resumed or evaluated, not a fresh one."""
-    return run_dir is not None and any(checkpoint_dir(run_dir).glob(f"*/{STATE_FILE}"))
+    return run_dir is not None and any(not state.parent.name.startswith(".")  # not a write cut off by a kill
+                                       for state in checkpoint_dir(run_dir).glob(f"*/{STATE_FILE}"))
 
 
 def read_pointer(root: Path, which: str) -> dict[str, Any] | None:
     """What `latest.json` or `best.json` in a checkpoints directory holds ("name", "step", …), or None before
     the first checkpoint of its kind."""
     pointer = root / f"{which}.json"
-    return json.loads(pointer.read_text(encoding="utf-8")) if pointer.is_file() else None
+    if not pointer.is_file():
+        return None
+    try:
+        record = json.loads(pointer.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:  # written atomically, so only damage from outside the lab gets here
+        raise LabError(f"'{pointer}' is damaged ({err}); delete it and the lab falls back to the newest complete "
+                       "checkpoint") from None
+    if not isinstance(record, dict) or not isinstance(record.get("name"), str):
+        raise LabError(f"'{pointer}' is damaged (no checkpoint name in it); delete it and the lab falls back to "
+                       "the newest complete checkpoint")
+    return record
 
 
 def step_name(step: int, weights_only: bool = False) -> str:
@@ -214,7 +234,7 @@ def find_checkpoint(run_dir: Path, which: str = "latest") -> Path:
         if which == "latest" and any(root.glob("best_step_*")):
             raise LabError(f"'{run_dir}' has no resumable checkpoint yet: its best one holds the model's weights "
                            "alone (lab eval and lab play can use it); start a new run to train further")
-        raise LabError(f"'{run_dir}' has no checkpoint yet; train it with: lab train CONFIG --run-dir {run_dir}")
+        raise LabError(f"'{run_dir}' has no checkpoint yet; train it with: lab train --resume {run_dir}")
     target = root / which
     if not (target / STATE_FILE).is_file():
         names = [p.name for p in root.glob("*step_*")] + ["latest", "best"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -95,7 +96,8 @@ def build_parser(plugin_commands: bool = True) -> tuple[argparse.ArgumentParser,
     rs = add("runs", "list runs: task, steps, best evaluation, finished or not",
              "List the run directories under a folder (default: runs/), oldest first: task, config, steps done\n"
              "of max_steps, the best evaluation (what lab eval loads), and whether the run finished, stopped\n"
-             "early or is unfinished (still training, or stopped: resume it), with the age of its last log line.\n\n"
+             "early, is training now (a process holds it) or is unfinished (stopped or killed: resume it), with\n"
+             "the age of its last log line.\n\n"
              "examples:\n  lab runs\n  lab runs experiments/ --json")
     rs.add_argument("root", nargs="?", type=Path, default=Path("runs"), metavar="DIR")
     rs.add_argument("--json", action="store_true", help="print the rows as a JSON list")
@@ -110,42 +112,72 @@ def build_parser(plugin_commands: bool = True) -> tuple[argparse.ArgumentParser,
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import os
+
     from lab.config import load_config
-    from lab.runs import create_run_dir, default_run_dir, discard_new_run_dir, open_run
-    from lab.trainer import Trainer, TrainingInterrupted
+    from lab.runs import create_run_dir, default_run_dir, training_lock
 
-    new_dir_existed: bool | None = None  # a new run made here: whether its dir existed (empty) before
-    if args.resume is not None:
-        if args.run_dir is not None:
-            raise LabError("use either --resume RUN_DIR or --run-dir DIR, not both")
-        overrides = ([args.config] if args.config else []) + args.overrides
-        run_dir = args.resume
-        config, info = open_run(run_dir, overrides)
-        from lab.checkpoint import find_checkpoint
+    is_main = int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 owns the run dir
+    if args.resume is not None and args.run_dir is not None:
+        raise LabError("use either --resume RUN_DIR or --run-dir DIR, not both")
+    if args.resume is None and args.config is None:
+        raise LabError("give a config to train (e.g. lab train configs/dqn/cartpole.yaml) or --resume RUN_DIR")
+    with contextlib.ExitStack() as held:  # the run's training lock, until this command ends
+        new_dir_existed: bool | None = None  # a new run made here: whether its dir existed (empty) before
+        if args.resume is not None:
+            run_dir = args.resume
+            overrides = ([args.config] if args.config else []) + args.overrides
+            config, info, resume_from = _open_resumed_run(run_dir, overrides, held if is_main else None)
+        else:
+            config = load_config(args.config, args.overrides)
+            run_dir = args.run_dir or default_run_dir(config, args.config)
+            if is_main:
+                new_dir_existed = run_dir.exists()  # (it is empty if so: create_run_dir refuses a dir with files)
+                info = create_run_dir(run_dir, config, args.config)
+                held.enter_context(training_lock(run_dir))
+            else:  # torchrun: rank 0 creates the dir; the others share its id
+                info = {"run_id": run_dir.name}
+            resume_from = None
+        return _train(config, run_dir, info, resume_from, new_dir_existed, args.json)
 
+
+def _open_resumed_run(run_dir: Path, overrides: list[str],
+                      held: contextlib.ExitStack | None) -> tuple[Any, dict[str, Any], Path | None]:
+    """The config, run info and checkpoint to go on from. With `held` (the process that owns the run), the
+    run's training lock is taken before anything in it changes."""
+    from lab.checkpoint import find_checkpoint, has_checkpoint, read_checkpoint_step
+    from lab.runs import open_run, save_resumed_config, training_lock
+    from lab.tracking import truncate_metrics
+
+    config, info = open_run(run_dir, overrides)
+    if held is not None:
+        held.enter_context(training_lock(run_dir))
+    if has_checkpoint(run_dir):
         resume_from = find_checkpoint(run_dir, "latest")
-        if overrides:
-            from lab.runs import save_resumed_config
-
-            save_resumed_config(run_dir, config, info)
-    else:
-        if args.config is None:
-            raise LabError("give a config to train (e.g. lab train configs/dqn/cartpole.yaml) or --resume RUN_DIR")
-        config = load_config(args.config, args.overrides)
-        run_dir = args.run_dir or default_run_dir(config, args.config)
-        import os
-
-        if int(os.environ.get("RANK", "0")) == 0:
-            new_dir_existed = run_dir.exists()  # (it is empty if so: create_run_dir refuses a dir with files)
-            info = create_run_dir(run_dir, config, args.config)
-        else:  # torchrun: rank 0 creates the dir; the others share its id
-            info = {"run_id": run_dir.name}
+        done = read_checkpoint_step(resume_from)
+        if config.trainer.max_steps <= done:
+            raise LabError(f"'{run_dir}' has trained {done:,} steps of its trainer.max_steps="
+                           f"{config.trainer.max_steps:,} already; to train longer: lab train --resume {run_dir} "
+                           f"trainer.max_steps=N (N > {done:,})")
+    else:  # stopped before its first checkpoint: nothing to lose, so train it from the start
+        print(f"note: '{run_dir}' has no checkpoint yet; training it from the start with its config", file=sys.stderr)
         resume_from = None
+        if held is not None:
+            truncate_metrics(run_dir, 0)
+    if overrides and held is not None:
+        save_resumed_config(run_dir, config, info)
+    return config, info, resume_from
+
+
+def _train(config: Any, run_dir: Path, info: dict[str, Any], resume_from: Path | None,
+           new_dir_existed: bool | None, json_output: bool) -> int:
+    from lab.runs import discard_new_run_dir
+    from lab.trainer import Trainer, TrainingInterrupted
 
     started = time.perf_counter()
     try:
         trainer = Trainer(config, run_dir, run_id=info["run_id"])
-    except LabError:  # bad input found while building the run (an unknown torso, say): leave no half-made run
+    except BaseException:  # bad input found while building the run (an unknown torso, say): no half-made run
         if new_dir_existed is not None:
             discard_new_run_dir(run_dir, existed=new_dir_existed)
         raise
@@ -160,7 +192,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     sync_hint = _wandb_sync_hint(run_dir)
     result.update(run_dir=str(run_dir), seconds=round(time.perf_counter() - started, 2), wandb_sync=sync_hint)
-    if args.json:
+    if json_output:
         print(json.dumps(result, indent=2))
         return 0
     print(f"done: {result['step']:,} steps in {result['seconds']:.1f} s")
@@ -199,6 +231,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.episodes is not None and args.episodes < 1:
         raise LabError(f"--episodes must be at least 1, got {args.episodes}")
     task, config, path = load_trained_task(args.run_dir, args.checkpoint, args.device)
+    if args.episodes is not None and not hasattr(config, "env"):
+        task.close()
+        raise LabError(f"--episodes counts an agent's games; a {config.task} run is scored on its data splits: "
+                       "drop --episodes")
     episodes = args.episodes or config.trainer.eval_episodes
     with torch.no_grad(), autocast(task.device, bool(getattr(getattr(config, "model", None), "bf16", False))):
         metrics = task.evaluate(episodes)
@@ -307,7 +343,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     console = Console()
     Console(width=None if console.is_terminal else 200).print(table)  # piped: whole names, no wrapping
     if any(row["status"] == "unfinished" for row in rows):
-        print("unfinished: still training, or stopped (lab train --resume RUN_DIR); compare: lab plot RUN_DIR …")
+        print("unfinished: stopped or killed; go on with lab train --resume RUN_DIR; compare: lab plot RUN_DIR …")
     return 0
 
 

@@ -6,6 +6,7 @@ Every task's config subclasses `RunConfig`, which holds the universal keys. Vali
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +16,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from lab.errors import LabError, did_you_mean
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML with YAML 1.2's numbers: `1e6` and `3e-4` are floats, as people write step counts and learning
+    rates (PyYAML's YAML 1.1 rules need a dot, so `max_steps: 1e6` was a string and an int key refused it)."""
+
+
+_E_NOTATION = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _E_NOTATION, list("-+0123456789"))
+
+
+def parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader: plain data only
 
 
 class Section(BaseModel):
@@ -83,7 +97,7 @@ class RunConfig(Section):
     """Keys every task accepts. A task's Config adds its own sections (env, agent, data, model, …)."""
 
     task: str
-    seed: int = 0
+    seed: int = Field(0, ge=0, description="seeds Python, NumPy, torch and the envs (Gymnasium takes no negative seed)")
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     tracking: TrackingConfig = TrackingConfig()
     trainer: TrainerConfig = TrainerConfig()
@@ -103,20 +117,28 @@ def available_configs() -> list[str]:
 def resolve_config_path(name: str | Path) -> Path:
     """A path as given, or a name under configs/ ('dqn/cartpole' or 'dqn/cartpole.yaml')."""
     path = Path(name)
-    for candidate in (path, CONFIG_DIR / path, CONFIG_DIR / path.with_suffix(".yaml")):
+    if path.is_file():
+        return path
+    for candidate in (CONFIG_DIR / path, CONFIG_DIR / path.with_suffix(".yaml")):
         if candidate.is_file():
-            return candidate
+            try:  # messages then name configs/dqn/cartpole.yaml, as the user sees the tree from the repo root
+                return candidate.relative_to(Path.cwd())
+            except (ValueError, OSError):
+                return candidate
     raise LabError(f"config file '{name}' not found{did_you_mean(str(path.with_suffix('')), available_configs())}")
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = parse_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise LabError(f"cannot parse YAML in '{path}'{where}: {problem}") from None
+    except UnicodeDecodeError as err:
+        raise LabError(f"config '{path}' is not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); "
+                       "save it as UTF-8") from None
     except OSError as err:
         raise LabError(f"cannot read config '{path}': {err.strerror}") from None
     if data is None:
@@ -133,7 +155,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if not sep or not key or any(not part for part in key.split(".")):
             raise LabError(f"override '{item}' must look like key=value, e.g. trainer.max_steps=5000")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = parse_yaml(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
         node = data

@@ -19,3 +19,13 @@ def did_you_mean(name: str, choices: Iterable[str], n: int = 3) -> str:
         return ""
     shown = ", ".join(choices[:8]) + (", …" if len(choices) > 8 else "")
     return f" (valid: {shown})"
+
+
+def require_utf8(text: str, where: str) -> str:
+    """`text` back if it is valid Unicode. Bytes that were not UTF-8 (in argv, or read with surrogateescape)
+    reach Python as stand-in characters that a tokenizer would choke on."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise LabError(f"{where} is not UTF-8 text; convert it first (e.g. iconv -f latin1 -t utf-8)") from None
+    return text

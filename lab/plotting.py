@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from lab.errors import LabError
+from lab.outputs import IMAGE_SUFFIXES, output_file, save_figure
 from lab.tracking import read_metrics
 
 Series = dict[str, tuple[list[float], list[float]]]  # metric -> (x, y)
@@ -77,6 +78,7 @@ def plot_runs(run_dirs: list[Path], out: Path | None = None, metrics: list[str] 
         if not series:
             raise LabError(f"'{run_dir}' has no metrics to plot yet (metrics.jsonl is empty or missing)")
     panels = select_metrics(sorted({key for series in runs.values() for key in series}), metrics)
+    out = output_file(out or default_output(run_dirs), "--out", IMAGE_SUFFIXES, default_suffix=".png")
 
     import matplotlib
 
@@ -113,16 +115,7 @@ def plot_runs(run_dirs: list[Path], out: Path | None = None, metrics: list[str] 
     else:
         fig.suptitle(run_dirs[0].name)
         fig.tight_layout()
-    out = out or default_output(run_dirs)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=110)
-    except (OSError, ValueError) as error:  # an unwritable place, or a suffix matplotlib cannot draw
-        raise LabError(f"cannot write the plot to '{out}' ({getattr(error, 'strerror', None) or error}); "
-                       "choose another --out") from None
-    finally:
-        plt.close(fig)
-    return out, panels
+    return save_figure(fig, out, "--out"), panels
 
 
 def _std_twin(series: Series, key: str) -> list[float] | None:

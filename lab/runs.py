@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,45 @@ RUNS_ROOT = Path("runs")
 # their task's `upgrade_config` reads them as they were made, so an old run evaluates and resumes as it trained.
 RUN_FORMAT = 2
 CONFIG_FILE, RUN_FILE, RESULT_FILE = "config.yaml", "run.json", "result.json"
+LOCK_FILE = ".training.lock"  # locked by the process training the run; holds its pid
+
+
+@contextmanager
+def training_lock(run_dir: Path) -> Iterator[None]:
+    """Held while this process trains the run, so that a second `lab train --resume` of it is refused instead of
+    both writing checkpoints and logs. The OS drops the lock when the process ends, however it ends."""
+    import fcntl
+
+    descriptor = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(descriptor, 32).decode(errors="replace").strip() or "?"
+            raise LabError(f"'{run_dir}' is being trained by another process (pid {holder}); wait for it to end, "
+                           "or stop it (Ctrl-C writes a checkpoint) and resume then") from None
+        os.ftruncate(descriptor, 0)
+        os.write(descriptor, str(os.getpid()).encode())
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def is_training(run_dir: Path) -> bool:
+    """Whether a process holds the run's training lock now."""
+    import fcntl
+
+    try:
+        descriptor = os.open(run_dir / LOCK_FILE, os.O_RDONLY)
+    except OSError:  # never trained since locks existed, or not ours to read
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(descriptor)
 
 
 def default_run_dir(config: RunConfig, config_name: str) -> Path:
@@ -33,10 +75,15 @@ def default_run_dir(config: RunConfig, config_name: str) -> Path:
 
 def create_run_dir(run_dir: Path, config: RunConfig, config_source: str) -> dict[str, Any]:
     """Make a fresh run dir; refuse one that already holds files so nothing saved is overwritten."""
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+    if run_dir.exists() and not run_dir.is_dir():
+        raise LabError(f"run dir '{run_dir}' is a file, not a directory; choose another --run-dir")
+    if run_dir.exists() and any(run_dir.iterdir()):
         raise LabError(f"run dir '{run_dir}' is not empty; resume it with `lab train --resume {run_dir}` "
                        "or choose another --run-dir")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a file where a parent folder should be, no permission, a read-only disk
+        raise LabError(f"cannot make run dir '{run_dir}' ({err.strerror or err}); choose another --run-dir") from None
     info = {"run_id": f"{run_dir.name}-{int(time.time() * 1000) % 10**6:06d}", "task": config.task,
             "config_source": config_source, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "format": RUN_FORMAT}
     save_config(config, run_dir / CONFIG_FILE)
@@ -55,6 +102,8 @@ def discard_new_run_dir(run_dir: Path, existed: bool) -> None:
 
 def open_run(run_dir: Path, overrides: list[str] | None = None) -> tuple[RunConfig, dict[str, Any]]:
     """The saved config (with allowed overrides) and run info of an existing run dir."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise LabError(f"'{run_dir}' is a file, not a run dir; pass a directory made by `lab train`")
     if not run_dir.is_dir():
         raise LabError(f"run dir '{run_dir}' does not exist")
     if not (run_dir / CONFIG_FILE).is_file() or not (run_dir / RUN_FILE).is_file():
@@ -109,8 +158,8 @@ def load_trained_task(run_dir: Path, which: str = "best", device: str | None = N
 
 
 def describe_run(run_dir: Path, now: float | None = None) -> dict[str, Any]:
-    """One row of `lab runs`: what the run is, how far it got, its best evaluation and how it ended. A run
-    still training and one stopped or killed look alike on disk ("unfinished"); `last_log_s` tells them apart."""
+    """One row of `lab runs`: what the run is, how far it got, its best evaluation and how it ended ("training"
+    while a process holds its lock; "unfinished" when one stopped or was killed before the end)."""
     info = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
     trainer = (read_yaml(run_dir / CONFIG_FILE).get("trainer") or {}) if (run_dir / CONFIG_FILE).is_file() else {}
     root = ckpt.checkpoint_dir(run_dir)
@@ -122,7 +171,9 @@ def describe_run(run_dir: Path, now: float | None = None) -> dict[str, Any]:
     logged = read_metrics(run_dir)
     step = max([saved_step or 0] + [r["step"] for r in logged[-1:]]) if latest or logged else None
     max_steps = trainer.get("max_steps")
-    if result is not None and result.get("step") == saved_step:  # not a result left by a run resumed since
+    if is_training(run_dir):
+        status = "training"
+    elif result is not None and result.get("step") == saved_step:  # not a result left by a run resumed since
         status = "early stop" if result.get("early_stop") else "finished"
     elif saved_step is not None and max_steps and saved_step >= max_steps:  # a run older than result.json
         status = "finished"

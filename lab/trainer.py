@@ -378,7 +378,7 @@ class Trainer:
             self.stop_signal = signum
             if self.dist.is_main:
                 print(f"\n{signal.Signals(signum).name}: stopping after this step and writing a checkpoint "
-                      "(press Ctrl-C again to abort without one)", flush=True)
+                      "(press Ctrl-C again to abort without one)", file=sys.stderr, flush=True)
 
         return {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
 
@@ -390,12 +390,14 @@ class _Progress:
         self.enabled, self.lines = bar, lines
         if not bar:
             return
+        from rich.console import Console
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                    TimeRemainingColumn)
 
+        # On stderr, like every progress line: stdout carries only results, so `lab train --json > out` is JSON.
         self.bar = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                            TimeRemainingColumn(), TextColumn("{task.fields[metrics]}"))
+                            TimeRemainingColumn(), TextColumn("{task.fields[metrics]}"), console=Console(stderr=True))
         self.task_id = self.bar.add_task("train", total=total, completed=start, rate="", metrics="")
 
     def __enter__(self) -> _Progress:

@@ -7,18 +7,20 @@ import sys
 from pathlib import Path
 
 from lab.commands import Command, register_command
-from lab.errors import LabError
+from lab.errors import LabError, require_utf8
 from nlp.text_classification import Prediction, load_text_predictor
 
 
 def _read_lines(path: Path) -> list[tuple[int, str]]:
     """(line number, text) of each non-blank line of a file, or of standard input for '-'."""
-    try:
-        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+    try:  # as bytes, so that a BOM goes and text that is not UTF-8 is found whatever the locale
+        raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+        text = raw.decode("utf-8-sig")
     except OSError as err:
         raise LabError(f"cannot read '{path}': {err.strerror}") from None
     except UnicodeDecodeError:
-        raise LabError(f"'{path}' is not UTF-8 text") from None
+        source = "standard input" if str(path) == "-" else f"'{path}'"
+        raise LabError(f"{source} is not UTF-8 text; convert it first (e.g. iconv -f latin1 -t utf-8)") from None
     return [(number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
 
 
@@ -40,7 +42,7 @@ def _print(prediction: Prediction, json_output: bool, line: int | None = None) -
 def run(args: argparse.Namespace) -> int:
     if (args.text is None) == (args.file is None):
         raise LabError("give either TEXT or --file PATH (one text per line; '-' reads standard input)")
-    if args.text is not None and not args.text.strip():
+    if args.text is not None and not require_utf8(args.text, "the text").strip():
         raise LabError("nothing to classify: the text is empty")
     lines = _read_lines(args.file) if args.file is not None else [(0, args.text)]
     if not lines:

@@ -15,7 +15,8 @@ from safetensors.torch import load_file
 from lab import checkpoint as ckpt
 from lab.commands import Command, register_command
 from lab.devices import resolve_device
-from lab.errors import LabError
+from lab.errors import LabError, require_utf8
+from lab.outputs import IMAGE_SUFFIXES, output_file, save_figure
 from lab.runs import open_run
 from nlp.tokenization import TranslationTokenizers
 from nlp.translation import TranslationConfig, build_translation_model
@@ -60,18 +61,6 @@ def as_json(translation: Translation, limit: int) -> dict[str, Any]:
             "notes": [note.removeprefix("note: ") for note in notes(translation, limit)]}
 
 
-IMAGE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
-
-
-def attention_path(path: Path) -> Path:
-    """Where the heatmap goes: a path without a suffix gets .png; another suffix than an image's is refused."""
-    if not path.suffix:
-        return path.with_suffix(".png")
-    if path.suffix.lower() not in IMAGE_SUFFIXES:
-        raise LabError(f"--attention {path}: draw to a {', '.join(IMAGE_SUFFIXES)} file")
-    return path
-
-
 def plot_attention(translation: Translation, path: Path) -> Path:
     """Heatmap of the attention over source tokens (columns) for each output token (rows)."""
     import matplotlib
@@ -89,14 +78,7 @@ def plot_attention(translation: Translation, path: Path) -> Path:
     ax.set_ylabel("translation")
     ax.set_title(translation.text if len(translation.text) <= 60 else translation.text[:57] + "…", fontsize=9)
     fig.tight_layout()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-    except OSError as error:
-        raise LabError(f"--attention {path}: cannot write it ({error.strerror or error})") from None
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path, "--attention")
 
 
 def _report(translation: Translation, translator: Translator, json_output: bool) -> None:
@@ -106,15 +88,6 @@ def _report(translation: Translation, translator: Translator, json_output: bool)
         print(json.dumps(as_json(translation, translator.max_source_tokens), ensure_ascii=False), flush=True)
     else:
         print(translation.text, flush=True)
-
-
-def _utf8(text: str, where: str) -> str:
-    """Text whose bytes were not UTF-8 reaches Python with stand-in characters; the tokenizer would choke."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise LabError(f"{where} is not UTF-8 text; convert it first (e.g. iconv -f latin1 -t utf-8)") from None
-    return text
 
 
 def _stdin_batches() -> Iterator[list[str]]:
@@ -160,9 +133,10 @@ def run(args: argparse.Namespace) -> int:
         raise LabError(f"--beam must be at least 1, got {args.beam}")
     if args.attention is not None and args.text is None:
         raise LabError("--attention draws one sentence: give the TEXT argument too")
-    if args.text is not None and not _utf8(args.text, "the text").strip():
+    if args.text is not None and not require_utf8(args.text, "the text").strip():
         raise LabError("nothing to translate: the text is empty")
-    attention = attention_path(args.attention) if args.attention is not None else None
+    attention = (output_file(args.attention, "--attention", IMAGE_SUFFIXES, default_suffix=".png")
+                 if args.attention is not None else None)
     translator = load_translator(args.run_dir, args.checkpoint, args.device, args.beam)
 
     if args.text is not None:
@@ -187,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         line = sys.stdin.readline()
         if not line:
             return 0
-        if _utf8(line, "the line").strip():
+        if require_utf8(line, "the line").strip():
             _report(translator.translate([line])[0], translator, args.json)
 
 

@@ -327,9 +327,12 @@ def read_labels(run_dir: Path) -> tuple[list[str], int]:
     path = run_dir / LABELS_FILE
     if not path.is_file():
         raise LabError(f"no {LABELS_FILE} in '{run_dir}'; was this run trained with the text_classification task?")
-    saved = json.loads(path.read_text(encoding="utf-8"))
-    names = saved["labels"]
-    return names, names.index(saved["positive"]) if saved.get("positive") else 1
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        names = saved["labels"]
+        return names, names.index(saved["positive"]) if saved.get("positive") else 1
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:  # written atomically: outside damage
+        raise LabError(f"'{path}' is damaged ({type(error).__name__}: {error}); the run's classes cannot be read") from None
 
 
 def load_text_predictor(run_dir: Path, checkpoint: str = "best", device: str | None = None) -> TextPredictor:

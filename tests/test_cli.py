@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from lab.cli import main
+from lab.runs import LOCK_FILE
 
 TINY = ["device=cpu", "tracking.mode=disabled", "trainer.progress=false", "trainer.max_steps=300",
         "trainer.eval_every=150", "trainer.eval_episodes=2", "agent.learning_starts=50", "model.hidden=[16]"]
@@ -30,6 +31,12 @@ def test_train_writes_a_complete_run(trained_run: Path, capsys) -> None:
     assert any("eval/mean_return" in r for r in records) and any("train/loss" in r for r in records)
 
 
+def test_train_json_is_the_whole_stdout_with_the_progress_bar_on(tmp_path: Path) -> None:
+    result = lab("train", "dqn/cartpole", *TINY, "trainer.progress=true", "--run-dir", str(tmp_path / "run"), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["eval"]["eval/episodes"] == 2  # the bar went to stderr
+
+
 def test_eval_json_has_the_protocol_keys(trained_run: Path, capsys) -> None:
     assert main(["eval", str(trained_run), "--episodes", "3", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -47,7 +54,7 @@ def test_new_run_in_a_non_empty_dir_is_refused_and_nothing_is_touched(trained_ru
     before = {p: p.stat().st_mtime_ns for p in trained_run.rglob("*") if p.is_file()}
     assert main(["train", "dqn/cartpole", *TINY, "--run-dir", str(trained_run)]) == 2
     assert "not empty" in capsys.readouterr().err
-    assert before == {p: p.stat().st_mtime_ns for p in trained_run.rglob("*") if p.is_file()}
+    assert before == {p: p.stat().st_mtime_ns for p in trained_run.rglob("*") if p.is_file()}  # the lock too
 
 
 def test_a_run_that_cannot_be_built_leaves_no_run_dir(tmp_path: Path, capsys) -> None:
@@ -73,6 +80,77 @@ def test_resume_of_a_finished_run_extends_it(trained_run: Path, tmp_path: Path, 
     assert "only trainer.* and tracking.*" in capsys.readouterr().err
 
 
+def test_resume_before_the_first_checkpoint_trains_from_the_start(trained_run: Path, tmp_path: Path, capsys) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained_run, copy)
+    shutil.rmtree(copy / "checkpoints")  # as a run killed before its first checkpoint
+    (copy / "checkpoints" / ".step_000000100.tmp-1").mkdir(parents=True)  # and a write the kill cut off
+    (copy / "checkpoints" / ".step_000000100.tmp-1" / "state.json").write_text("{")
+    assert main(["train", "--resume", str(copy)]) == 0
+    assert "no checkpoint yet; training it from the start" in capsys.readouterr().err
+    steps = [json.loads(line)["step"] for line in (copy / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and steps[-1] == 300  # the old log was not kept under the new one
+    assert (copy / "checkpoints" / "step_000000300").is_dir()
+
+
+def saved_files(run_dir: Path) -> dict[Path, int]:
+    """Every file of a run and when it last changed, but the lock that says who trains it."""
+    return {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file() and p.name != LOCK_FILE}
+
+
+def test_resume_asks_for_more_steps_than_done_and_changes_nothing(trained_run: Path, capsys) -> None:
+    before = saved_files(trained_run)
+    assert main(["train", "--resume", str(trained_run)]) == 2
+    assert main(["train", "--resume", str(trained_run), "trainer.max_steps=200"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and "has trained 300 steps of its trainer.max_steps=300 already" in err[0]
+    assert "trainer.max_steps=N (N > 300)" in err[1]
+    assert before == saved_files(trained_run)
+
+
+def test_damaged_checkpoint_files_are_one_line_errors(trained_run: Path, tmp_path: Path, capsys) -> None:
+    import shutil
+
+    pointer = tmp_path / "pointer"
+    shutil.copytree(trained_run, pointer)
+    (pointer / "checkpoints" / "latest.json").write_text('{"name": "step_00')
+    for args in (["eval", str(pointer), "--checkpoint", "latest"], ["train", "--resume", str(pointer)]):
+        assert main(args) == 2
+        assert "latest.json' is damaged" in capsys.readouterr().err
+    weights = tmp_path / "weights"
+    shutil.copytree(trained_run, weights)
+    for model in (weights / "checkpoints").glob("*/model.safetensors"):
+        model.write_bytes(b"")
+    assert main(["eval", str(weights)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is damaged or incomplete" in err
+
+
+def test_run_dir_that_cannot_be_a_run_is_one_line(tmp_path: Path, capsys) -> None:
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    for run_dir, message in ((a_file, "is a file, not a directory"), (a_file / "sub", "cannot make run dir")):
+        assert main(["train", "dqn/cartpole", *TINY, "--run-dir", str(run_dir)]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["eval", str(a_file)]) == 2
+    assert "is a file, not a run dir" in capsys.readouterr().err
+    assert a_file.read_text() == "mine"
+
+
+def test_a_crash_while_building_the_run_leaves_no_run_dir(tmp_path: Path, monkeypatch) -> None:
+    import lab.trainer
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug, not bad input")
+
+    monkeypatch.setattr(lab.trainer, "Trainer", broken)
+    with pytest.raises(RuntimeError):
+        main(["train", "dqn/cartpole", *TINY, "--run-dir", str(tmp_path / "new")])
+    assert not (tmp_path / "new").exists()  # so the same command works once the bug is fixed
+
+
 @pytest.mark.parametrize("args, message", [
     (["train", "dqn/cartpole", "trainer.max_step=5"], "unknown key 'trainer.max_step' (did you mean 'max_steps'?)"),
     (["train", "nope/missing"], "config file 'nope/missing' not found"),
@@ -80,6 +158,7 @@ def test_resume_of_a_finished_run_extends_it(trained_run: Path, tmp_path: Path, 
     (["eval", "."], "is not a run dir"),
     (["config", "dqn/cartpole", "env.id=Pong"], "unknown environment 'Pong'"),
     (["list", "bogus"], "invalid choice: 'bogus'"),
+    (["train", "dqn/cartpole", "seed=-1"], "key 'seed' = -1: Input should be greater than or equal to 0"),
 ])
 def test_bad_input_is_one_line_exit_2_no_traceback(args: list[str], message: str) -> None:
     result = lab(*args)

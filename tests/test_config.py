@@ -22,6 +22,22 @@ def test_overrides_are_typed_and_nested() -> None:
     assert config.tracking.mode == "offline"  # the default: no account, no network
 
 
+def test_numbers_in_e_notation_are_numbers_in_files_and_overrides(tmp_path) -> None:
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text("task: dqn\nenv: {id: CartPole-v1}\ntrainer: {max_steps: 2e4, eval_every: 1_000}\n"
+                           "optim: {lr: 3e-4}\n")
+    config = load_config(str(config_file), ["agent.buffer_size=1e5", "tracking.name=1e5x"])
+    assert (config.trainer.max_steps, config.trainer.eval_every, config.agent.buffer_size) == (20000, 1000, 100000)
+    assert config.optim.lr == pytest.approx(3e-4) and config.tracking.name == "1e5x"
+    assert "Input should be a valid integer" in error_of(str(config_file), ["trainer.max_steps=1.5e0"])
+
+
+def test_a_config_that_is_not_utf8_is_one_line(tmp_path) -> None:
+    config_file = tmp_path / "latin1.yaml"
+    config_file.write_bytes("task: dqn\ntracking: {name: café}\n".encode("latin-1"))
+    assert "is not UTF-8 text (byte 0xe9 at offset 30); save it as UTF-8" in error_of(str(config_file), [])
+
+
 def test_config_names_resolve_with_or_without_suffix(tmp_path) -> None:
     by_name = resolve_config_path("dqn/cartpole")
     assert by_name.name == "cartpole.yaml" and by_name.parent.name == "dqn"

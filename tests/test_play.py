@@ -215,6 +215,10 @@ def test_game_keys_win_over_the_labs_keys_while_a_person_plays() -> None:
     assert not snake.screenshot_requested and snake.last_action == 3  # s steers the snake down
     snake.tick([down(pygame.K_F12)])
     assert snake.screenshot_requested
+    # The window's key help names only the keys that still reach the lab: not s, not the arrows, not space.
+    assert Overlay(snake, "lab/Snake-v0", "you play")._help(snake)[1:] == [
+        "space/p: pause   .: one step", "+/-: speed   r: reset", "F12: screenshot   q/esc: quit"]
+    assert Overlay(player, "ALE/Breakout-v5", "you play")._help(player)[1] == "p: pause   right/.: one step"
 
 
 def test_controls_and_action_names() -> None:
@@ -412,19 +416,25 @@ def test_no_display_is_one_clear_error(run_dir: Path, monkeypatch: pytest.Monkey
     for name in ("SDL_VIDEODRIVER", "DISPLAY", "WAYLAND_DISPLAY"):
         monkeypatch.delenv(name, raising=False)
     assert main(["play", str(run_dir)]) == 2
-    assert "no display" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("error: no display") and err.count("\n") == 1  # not SDL's probing errors before it
 
 
 @pytest.mark.parametrize("args, message", [
     (["CartPole-v1"], "is an environment, not a run dir: add --human"),
     (["CartPol-v1", "--human"], "neither a run dir nor a registered environment (did you mean 'CartPole-v1'"),
     (["MountainCarContinuous-v0", "--human"], "keyboard play needs Discrete"),
-    (["RUN", "--record", "out.avi"], "must end in .mp4 or .gif"),
+    (["RUN", "--record", "out.avi"], "must end in .mp4, .gif"),
+    (["RUN", "--record", "/proc/out.gif"], "--record /proc/out.gif: cannot write there"),
+    (["RUN", "--record", "/"], "--record /: that is a folder; give a file name, e.g. /out.mp4"),
     (["RUN", "--record", "out.gif", "--human"], "drop --human"),
     (["RUN", "--episodes", "0"], "--episodes must be at least 1"),
     (["RUN", "--max-steps", "-1"], "--max-steps must be at least 1"),
     (["RUN", "--epsilon", "1.5"], "--epsilon must be in [0, 1]"),
-    (["RUN", "--fps", "0"], "--fps must be positive"),
+    (["RUN", "--fps", "0"], "--fps must be a positive number"),
+    (["RUN", "--fps", "nan"], "--fps must be a positive number, got nan"),
+    (["RUN", "--fps", "inf"], "--fps must be a positive number, got inf"),
+    (["RUN", "--seed", "-1"], "--seed must be 0 or more"),
     (["RUN", "--checkpoint", "step_9"], "no checkpoint 'step_9'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(run_dir: Path, args: list[str], message: str,

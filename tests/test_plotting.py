@@ -97,10 +97,21 @@ def test_default_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert default_output([Path("/opt/a"), Path("/srv/b")]) == tmp_path.resolve() / "compare.png"  # not /
 
 
-def test_an_unwritable_plot_is_a_one_line_error(two_runs, capsys) -> None:
-    assert main(["plot", str(two_runs[0]), "--out", "/proc/no/curves.png"]) == 2
+@pytest.mark.parametrize("out, message", [
+    ("/proc/no/curves.png", "--out /proc/no/curves.png: cannot write there"),
+    ("curves.txt", "--out curves.txt: the file must end in .png, .pdf, .svg, .jpg, .jpeg"),
+    (".", "--out .: that is a folder; give a file name, e.g. out.png"),
+])
+def test_an_unwritable_plot_is_a_one_line_error(two_runs, capsys, out: str, message: str) -> None:
+    assert main(["plot", str(two_runs[0]), "--out", out]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "cannot write the plot to '/proc/no/curves.png'" in err
+    assert err.count("\n") == 1 and err.startswith(f"error: {message}")
+
+
+def test_an_output_without_a_suffix_is_a_png_and_reported_as_one(two_runs, tmp_path: Path, capsys) -> None:
+    assert main(["plot", str(two_runs[0]), "--out", str(tmp_path / "curves"), "--json"]) == 0
+    png = tmp_path / "curves.png"
+    assert json.loads(capsys.readouterr().out)["png"] == str(png) and png.read_bytes()[:8] == PNG_MAGIC
 
 
 def test_training_time_goes_on_after_a_resume(tmp_path: Path) -> None:

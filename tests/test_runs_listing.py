@@ -155,3 +155,32 @@ def test_a_damaged_run_record_is_a_one_line_error(runs_root: Path, tmp_path: Pat
     assert main(["eval", str(damaged)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "run.json is not a run's record" in err
+
+
+def test_a_run_being_trained_is_locked_and_listed_as_training(tmp_path: Path, capsys) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    run_dir = tmp_path / "live"
+    root = Path(__file__).resolve().parent.parent
+    live = subprocess.Popen([sys.executable, "-m", "lab", "train", "dqn/cartpole", *TINY_DQN,
+                             "trainer.max_steps=1000000", "trainer.checkpoint_every=200", "--run-dir", str(run_dir)],
+                            cwd=root, env={**os.environ, "WANDB_MODE": "disabled"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while not (run_dir / "checkpoints" / "latest.json").is_file():
+            assert live.poll() is None and time.time() < deadline, live.stderr and live.stderr.read()
+            time.sleep(0.05)
+        assert describe_run(run_dir)["status"] == "training"
+        before = (run_dir / "config.yaml").read_text()
+        assert main(["train", "--resume", str(run_dir), "trainer.max_steps=2000000"]) == 2
+        assert f"is being trained by another process (pid {live.pid})" in capsys.readouterr().err
+        assert (run_dir / "config.yaml").read_text() == before  # the refused resume changed nothing
+    finally:
+        live.send_signal(signal.SIGTERM)
+        live.communicate(timeout=60)
+    assert live.returncode == 128 + signal.SIGTERM
+    assert describe_run(run_dir)["status"] == "unfinished"  # the lock went with the process

@@ -33,10 +33,16 @@ def test_a_pixel_torso_imports_vision_but_not_the_nlp_stack() -> None:
     assert out.stdout.split() == ["NatureCNN", "['vision']"]
 
 
-def test_an_unknown_torso_names_the_valid_ones(tiny_dqn: list[str]) -> None:
-    config = load_config("dqn/cartpole", tiny_dqn + ["model.torso=natur_cnn"])
-    with pytest.raises(LabError, match=r"unknown model.torso 'natur_cnn'.*did you mean 'nature_cnn'"):
+def test_a_pixel_torso_on_vector_observations_says_to_use_the_mlp(tiny_dqn: list[str]) -> None:
+    config = load_config("dqn/cartpole", tiny_dqn + ["model.torso=nature_cnn"])
+    with pytest.raises(LabError, match=r"model.torso=nature_cnn reads images .* observations are vectors of 4: "
+                                       r"use model.torso=mlp"):
         Trainer(config, None)
+
+
+def test_an_unknown_torso_names_the_valid_ones(tiny_dqn: list[str]) -> None:
+    with pytest.raises(LabError, match=r"unknown model.torso 'natur_cnn'.*did you mean 'nature_cnn'"):
+        load_config("dqn/cartpole", tiny_dqn + ["model.torso=natur_cnn"])  # so lab config refuses it too
 
 
 # A small net with every kind of transferable tensor: conv, batch norm (weights and running statistics), and a

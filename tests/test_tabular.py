@@ -71,9 +71,29 @@ def test_sarsa_learns_the_safe_path_and_q_learning_the_edge(tmp_path: Path, caps
     shown = capsys.readouterr().out
     assert "greedy policy of CliffWalking-v1" in shown and "→" in shown and "Q-table (48 states × 4 actions)" in shown
     assert (tmp_path / "q.png").read_bytes()[:4] == b"\x89PNG"
-    assert main(["qtable", str(run_dir), "--json"]) == 0
-    exported = json.loads(capsys.readouterr().out)
+    assert main(["qtable", str(run_dir), "--plot", str(tmp_path / "q2"), "--json"]) == 0
+    exported = json.loads(capsys.readouterr().out)  # the PNG's path inside the JSON, not after it
     assert len(exported["q_table"]) == 48 and len(exported["greedy_policy"]) == 48
+    assert exported["png"] == str(tmp_path / "q2.png") and (tmp_path / "q2.png").read_bytes()[:4] == b"\x89PNG"
+    cliff = 37  # the cliff's cells end the episode before any update there: nothing learned, no policy
+    assert exported["q_table"][cliff] == [0.0] * 4 and exported["greedy_policy"][cliff] is None
+    assert exported["greedy_policy"][36] == 0  # the start: up, away from the cliff
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--rows", "-3"], "--rows must be 0 or more, got -3"),
+    (["--plot", "q.txt"], "--plot q.txt: the file must end in .png, .pdf, .svg, .jpg, .jpeg"),
+    (["--plot", "/proc/q.png"], "--plot /proc/q.png: cannot write there"),
+])
+def test_qtable_bad_options_are_one_line_before_any_output(tmp_path: Path, capsys, arguments: list[str],
+                                                          message: str) -> None:
+    run_dir = tmp_path / "lake"
+    assert main(["train", "qlearning/frozenlake", *QUIET, "trainer.max_steps=200", "trainer.eval_every=200",
+                 "trainer.eval_episodes=1", "--run-dir", str(run_dir)]) == 0
+    capsys.readouterr()
+    assert main(["qtable", str(run_dir), *arguments]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith(f"error: {message}") and captured.err.count("\n") == 1
 
 
 def test_tabular_resume_is_bitwise(tmp_path: Path) -> None:

@@ -361,7 +361,7 @@ def test_train_eval_and_classify(trained_run: Path, tmp_path: Path, capsys: pyte
     assert sum(answer["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
 
     texts = tmp_path / "texts.txt"
-    texts.write_text("Bread and soup.\n\n   \nA bug in the kernel code.\n")
+    texts.write_text("\ufeffBread and soup.\n\n   \nA bug in the kernel code.\n")  # with a BOM, as some editors save
     assert main(["classify", str(trained_run), "--file", str(texts), "--json"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(r["line"], r["text"]) for r in lines] == [(1, "Bread and soup."), (4, "A bug in the kernel code.")]
@@ -374,12 +374,41 @@ def test_train_eval_and_classify(trained_run: Path, tmp_path: Path, capsys: pyte
     (["   "], "nothing to classify: the text is empty"),
     ([], "give either TEXT or --file"),
     (["--file", "/nonexistent/texts.txt"], "cannot read '/nonexistent/texts.txt'"),
+    ([b"caf\xe9".decode("utf-8", "surrogateescape")], "the text is not UTF-8 text"),  # how argv brings such bytes
 ])
 def test_classify_bad_input_is_one_line(trained_run: Path, capsys: pytest.CaptureFixture, arguments: list[str],
                                         message: str) -> None:
     assert main(["classify", str(trained_run), *arguments]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {message}") and err.count("\n") == 1
+
+
+def test_a_damaged_labels_file_is_one_line(trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained_run, copy)
+    (copy / "labels.json").write_text('{"labels": ["sport", ')
+    assert main(["classify", str(copy), "Soup."]) == 2
+    err = capsys.readouterr().err
+    assert "labels.json' is damaged" in err and err.count("\n") == 1
+
+
+def test_eval_refuses_episodes_for_a_supervised_run(trained_run: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["eval", str(trained_run), "--episodes", "5"]) == 2
+    assert "--episodes counts an agent's games; a text_classification run is scored on its data splits" in (
+        capsys.readouterr().err)
+
+
+def test_classify_reads_stdin_as_utf8_whatever_the_locale(trained_run: Path, capsys: pytest.CaptureFixture,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import sys
+
+    latin1 = io.TextIOWrapper(io.BytesIO(b"caf\xe9 au lait\n"), encoding="utf-8", errors="surrogateescape")
+    monkeypatch.setattr(sys, "stdin", latin1)  # a C locale reads undecodable bytes this way
+    assert main(["classify", str(trained_run), "--file", "-"]) == 2
+    assert "standard input is not UTF-8 text" in capsys.readouterr().err
 
 
 def run_trainer(config: dict[str, Any], run_dir: Path, stop_at: int | None = None) -> None:

@@ -312,13 +312,15 @@ def wait_for(path: Path, timeout: float = 60) -> None:
 def test_a_killed_run_resumes_to_the_same_weights(tmp_path: Path, tiny_dqn: list[str], kill: int) -> None:
     overrides = tiny_dqn + ["trainer.max_steps=1200", "trainer.checkpoint_every=100"]
     unbroken = lab_process(["train", "dqn/cartpole", *overrides, "--run-dir", "unbroken"], tmp_path)
-    stopped = lab_process(["train", "dqn/cartpole", *overrides, "--run-dir", "stopped"], tmp_path)
+    stopped = lab_process(["train", "dqn/cartpole", *overrides, "trainer.progress=true", "--run-dir", "stopped",
+                           "--json"], tmp_path)
     wait_for(tmp_path / "stopped" / "checkpoints" / "latest.json")
     stopped.send_signal(kill)
-    _, err = stopped.communicate(timeout=60)
+    out, err = stopped.communicate(timeout=60)
     assert stopped.returncode == -signal.SIGKILL if kill == signal.SIGKILL else stopped.returncode == 128 + kill
     if kill == signal.SIGTERM:
-        assert "resume with: lab train --resume stopped" in err
+        assert "SIGTERM: stopping after this step" in err and "resume with: lab train --resume stopped" in err
+        assert out == ""  # stdout is for the --json result alone: no progress bar, no notices
     resumed = lab_process(["train", "--resume", "stopped"], tmp_path)
     assert resumed.wait(timeout=120) == 0 and unbroken.wait(timeout=120) == 0
     a = ckpt.read_checkpoint(ckpt.find_checkpoint(tmp_path / "unbroken", "latest"))

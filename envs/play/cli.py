@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from pathlib import Path
 
 from envs.atari import is_atari
 from lab.commands import Command, register_command
 from lab.errors import LabError, did_you_mean
+from lab.outputs import output_file
 
 DESCRIPTION = """\
 Open a window where a trained agent plays its env, beside a panel with its Q-value for every action (the one
@@ -30,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("target", metavar="RUN_DIR|ENV_ID", help="a run made by lab train, or an env id with --human")
     add("--human", action="store_true", help="you play (a run's agent still shows its Q-values; h hands it control)")
     add("--episodes", type=int, metavar="N", help="stop after N episodes (default: until q; 1 when recording)")
-    add("--fps", type=float, metavar="F", help="env steps per second at speed 1x (default: the env's render_fps)")
+    add("--fps", type=float, metavar="F", help="env steps per second at speed 1x (default: the env's render_fps, else 30)")
     add("--epsilon", type=float, default=0.0, metavar="E", help="the agent's random-action rate (default 0: greedy)")
     add("--checkpoint", default="best", metavar="NAME", help="best (default), latest or a step_… directory name")
     add("--seed", type=int, metavar="S", help="episodes (and r resets) are seeded S, S+1, … (default: the run's "
@@ -50,15 +52,16 @@ def _check(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise LabError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    if args.fps is not None and args.fps <= 0:
-        raise LabError(f"--fps must be positive, got {args.fps:g}")
+    if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
+        raise LabError(f"--fps must be a positive number, got {args.fps:g}")
     if not 0 <= args.epsilon <= 1:
         raise LabError(f"--epsilon must be in [0, 1], got {args.epsilon:g}")
+    if args.seed is not None and args.seed < 0:
+        raise LabError(f"--seed must be 0 or more, got {args.seed}")
     if args.record is not None:
-        if args.record.suffix.lower() not in VIDEO_SUFFIXES:
-            raise LabError(f"--record {args.record}: the file must end in {' or '.join(VIDEO_SUFFIXES)}")
         if args.human:
             raise LabError("--record plays the agent without a window, so nobody can play: drop --human")
+        args.record = output_file(args.record, "--record", VIDEO_SUFFIXES)  # before the episodes are played
 
 
 def run(args: argparse.Namespace) -> int:
@@ -114,7 +117,6 @@ def run(args: argparse.Namespace) -> int:
                         fps=fps, human=args.human)
         overlay = Overlay(player, env_id, subtitle)
         if args.record is not None:
-            args.record.parent.mkdir(parents=True, exist_ok=True)
             count = write_video(args.record, record_frames(overlay), fps)
             print(f"wrote {args.record} ({count} frames at {fps:g} fps)")
         else:

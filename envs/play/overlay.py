@@ -167,9 +167,22 @@ class Overlay:
         return min(bottom, top + row * len(q))
 
     def _help(self, player: Player) -> list[str]:
-        takeover = ("h: back to the agent" if player.human else "h: take over") if player.agent is not None else ""
-        lines = ["space/p: pause   right/.: one step", f"+/-: speed   r: reset   {takeover}".rstrip(),
-                 "s/F12: screenshot   q/esc: quit"]
+        taken = player.controls.keys if player.human else set()  # while a person plays, the game's keys steer it
+
+        def item(action: str, *keys: tuple[int, str]) -> str:
+            free = "/".join(name for key, name in keys if key not in taken)
+            return f"{free}: {action}" if free else ""
+
+        def line(*items: str) -> str:
+            return "   ".join(text for text in items if text)
+
+        takeover = ("back to the agent" if player.human else "take over") if player.agent is not None else ""
+        lines = [line(item("pause", (pygame.K_SPACE, "space"), (pygame.K_p, "p")),
+                      item("one step", (pygame.K_RIGHT, "right"), (pygame.K_PERIOD, "."))),
+                 line(item("speed", (pygame.K_EQUALS, "+/-")), item("reset", (pygame.K_r, "r")),
+                      item(takeover, (pygame.K_h, "h")) if takeover else ""),
+                 line(item("screenshot", (pygame.K_s, "s"), (pygame.K_F12, "F12")),
+                      item("quit", (pygame.K_q, "q"), (pygame.K_ESCAPE, "esc")))]
         if player.human:
             lines.insert(0, "you play: the game's keys steer the game")
-        return lines
+        return [text for text in lines if text]

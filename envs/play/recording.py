@@ -33,7 +33,7 @@ def write_video(path: Path, frames: Iterable[np.ndarray], fps: float) -> int:
     """Stream frames to an .mp4 (H.264 through ffmpeg) or a looping .gif; returns how many were written."""
     import imageio.v2 as imageio
 
-    if path.suffix == ".gif":
+    if path.suffix.lower() == ".gif":
         writer = imageio.get_writer(path, mode="I", duration=1000 / fps, loop=0)  # duration per frame, in ms
     else:
         writer = imageio.get_writer(path, fps=fps, macro_block_size=16)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pygame
@@ -44,13 +45,19 @@ def next_free(directory: Path, stem: str) -> Path:
     return path
 
 
+NO_DISPLAY = "no display to open a window on (is DISPLAY set?); record instead: lab play RUN_DIR --record out.mp4"
+
+
 def open_window(size: tuple[int, int], caption: str) -> None:
+    # On Linux, no X11 or Wayland display and no driver asked for: say so before SDL prints its own probing errors.
+    if sys.platform.startswith("linux") and not any(os.environ.get(name) for name in
+                                                    ("SDL_VIDEODRIVER", "DISPLAY", "WAYLAND_DISPLAY")):
+        raise LabError(NO_DISPLAY)
     pygame.display.init()
     # With no display SDL falls back to drawing off screen: refuse unless that driver was asked for.
     if pygame.display.get_driver() in ("offscreen", "dummy") and "SDL_VIDEODRIVER" not in os.environ:
         pygame.display.quit()
-        raise LabError("no display to open a window on (is DISPLAY set?); record instead: "
-                       "lab play RUN_DIR --record out.mp4")
+        raise LabError(NO_DISPLAY)
     try:
         pygame.display.set_mode(size, pygame.RESIZABLE)
     except pygame.error as err:
