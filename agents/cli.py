@@ -9,7 +9,7 @@ import numpy as np
 
 from lab.commands import Command, register_command
 from lab.errors import LabError
-from lab.outputs import IMAGE_SUFFIXES, output_file, save_figure
+from lab.outputs import figure_suffixes, output_file, save_figure
 
 # Arrow per action for the grid worlds whose layout we know: the env class name → arrows by action index.
 GRID_ARROWS = {"FrozenLakeEnv": "←↓→↑", "CliffWalkingEnv": "↑→↓←"}
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.rows < 0:
         raise LabError(f"--rows must be 0 or more, got {args.rows}")
-    plot = output_file(args.plot, "--plot", IMAGE_SUFFIXES, default_suffix=".png") if args.plot else None
+    plot = output_file(args.plot, "--plot", figure_suffixes(), default_suffix=".png") if args.plot else None
     task, config, _ = load_trained_task(args.run_dir, args.checkpoint, "cpu")
     if not isinstance(task, TabularQ):
         raise LabError(f"'{args.run_dir}' is a '{config.task}' run; lab qtable shows tabular (qlearning) runs")

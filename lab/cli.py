@@ -115,7 +115,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import os
 
     from lab.config import load_config
-    from lab.runs import create_run_dir, default_run_dir, training_lock
+    from lab.runs import create_run_dir, default_run_dir, discard_new_run_dir, training_lock
 
     is_main = int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 owns the run dir
     if args.resume is not None and args.run_dir is not None:
@@ -134,7 +134,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             if is_main:
                 new_dir_existed = run_dir.exists()  # (it is empty if so: create_run_dir refuses a dir with files)
                 info = create_run_dir(run_dir, config, args.config)
-                held.enter_context(training_lock(run_dir))
+                try:
+                    held.enter_context(training_lock(run_dir))
+                except BaseException:
+                    discard_new_run_dir(run_dir, existed=new_dir_existed)
+                    raise
             else:  # torchrun: rank 0 creates the dir; the others share its id
                 info = {"run_id": run_dir.name}
             resume_from = None
@@ -144,10 +148,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _open_resumed_run(run_dir: Path, overrides: list[str],
                       held: contextlib.ExitStack | None) -> tuple[Any, dict[str, Any], Path | None]:
     """The config, run info and checkpoint to go on from. With `held` (the process that owns the run), the
-    run's training lock is taken before anything in it changes."""
+    run's training lock is taken before anything in it changes, and notes are printed."""
     from lab.checkpoint import find_checkpoint, has_checkpoint, read_checkpoint_step
-    from lab.runs import open_run, save_resumed_config, training_lock
-    from lab.tracking import truncate_metrics
+    from lab.runs import open_run, read_result, restart_metrics, save_resumed_config, training_lock
 
     config, info = open_run(run_dir, overrides)
     if held is not None:
@@ -155,15 +158,21 @@ def _open_resumed_run(run_dir: Path, overrides: list[str],
     if has_checkpoint(run_dir):
         resume_from = find_checkpoint(run_dir, "latest")
         done = read_checkpoint_step(resume_from)
-        if config.trainer.max_steps <= done:
+        result = read_result(run_dir)
+        ended_here = result is not None and result.get("step") == done  # else: killed before it could end
+        if ended_here and config.trainer.max_steps <= done:
             raise LabError(f"'{run_dir}' has trained {done:,} steps of its trainer.max_steps="
                            f"{config.trainer.max_steps:,} already; to train longer: lab train --resume {run_dir} "
                            f"trainer.max_steps=N (N > {done:,})")
-    else:  # stopped before its first checkpoint: nothing to lose, so train it from the start
-        print(f"note: '{run_dir}' has no checkpoint yet; training it from the start with its config", file=sys.stderr)
+        if ended_here and result.get("early_stop") and held is not None:
+            print(f"note: this run stopped early at step {done:,} ({result['early_stop']}); the same rule may "
+                  "stop it again at its next evaluation (trainer.stop_at, trainer.patience)", file=sys.stderr)
+    else:  # stopped before it saved anything: nothing to lose, so train it from the start
         resume_from = None
         if held is not None:
-            truncate_metrics(run_dir, 0)
+            kept = restart_metrics(run_dir)
+            print(f"note: '{run_dir}' has no checkpoint yet; training it from the start with its config"
+                  + (f" (its old log is kept as {kept.name})" if kept else ""), file=sys.stderr)
     if overrides and held is not None:
         save_resumed_config(run_dir, config, info)
     return config, info, resume_from
@@ -226,15 +235,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
     from lab.devices import autocast
-    from lab.runs import load_trained_task
+    from lab.runs import load_trained_task, open_run
 
     if args.episodes is not None and args.episodes < 1:
         raise LabError(f"--episodes must be at least 1, got {args.episodes}")
+    if args.episodes is not None:
+        saved, _ = open_run(args.run_dir)  # checked before any weights are loaded
+        if not hasattr(saved, "env"):
+            raise LabError(f"--episodes counts an agent's games; a {saved.task} run is scored on its data "
+                           "splits: drop --episodes")
     task, config, path = load_trained_task(args.run_dir, args.checkpoint, args.device)
-    if args.episodes is not None and not hasattr(config, "env"):
-        task.close()
-        raise LabError(f"--episodes counts an agent's games; a {config.task} run is scored on its data splits: "
-                       "drop --episodes")
     episodes = args.episodes or config.trainer.eval_episodes
     with torch.no_grad(), autocast(task.device, bool(getattr(getattr(config, "model", None), "bf16", False))):
         metrics = task.evaluate(episodes)
@@ -251,12 +261,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    import yaml
-
-    from lab.config import config_to_dict, load_config
+    from lab.config import config_to_dict, dump_yaml, load_config
 
     data = config_to_dict(load_config(args.config, args.overrides))
-    print(json.dumps(data, indent=2) if args.json else yaml.safe_dump(data, sort_keys=False), end="")
+    print(json.dumps(data, indent=2) if args.json else dump_yaml(data), end="")
     if args.json:
         print()
     return 0

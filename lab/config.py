@@ -23,12 +23,21 @@ class _Loader(yaml.SafeLoader):
     rates (PyYAML's YAML 1.1 rules need a dot, so `max_steps: 1e6` was a string and an int key refused it)."""
 
 
-_E_NOTATION = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _E_NOTATION, list("-+0123456789"))
+class _Dumper(yaml.SafeDumper):
+    """Quotes the strings `_Loader` would read as numbers (a tag "1e-3"), so a saved config reads back the same."""
+
+
+_E_NOTATION = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+for _yaml_class in (_Loader, _Dumper):
+    _yaml_class.add_implicit_resolver("tag:yaml.org,2002:float", _E_NOTATION, list("-+.0123456789"))
 
 
 def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # a SafeLoader: plain data only
+
+
+def dump_yaml(data: Any) -> str:
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False)
 
 
 class Section(BaseModel):
@@ -128,9 +137,12 @@ def resolve_config_path(name: str | Path) -> Path:
     raise LabError(f"config file '{name}' not found{did_you_mean(str(path.with_suffix('')), available_configs())}")
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path, written_by_lab: bool = False) -> dict[str, Any]:
+    """A YAML mapping. `written_by_lab` (a run's config.yaml): read by the YAML 1.1 rules that older runs were
+    saved with, where an unquoted 1e-3 was a string; the floats the lab writes always have a dot (1.0e-03)."""
     try:
-        data = parse_yaml(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text) if written_by_lab else parse_yaml(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -230,4 +242,4 @@ def config_to_dict(config: RunConfig) -> dict[str, Any]:
 def save_config(config: RunConfig, path: Path) -> None:
     from lab.checkpoint import atomic_write_text
 
-    atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    atomic_write_text(path, dump_yaml(config_to_dict(config)))

@@ -2,12 +2,21 @@
 fills them, so a typo costs one line of error, not the minutes a recording took."""
 from __future__ import annotations
 
+import functools
+import os
 from pathlib import Path
 from typing import Any
 
 from lab.errors import LabError
 
-IMAGE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+
+@functools.cache
+def figure_suffixes() -> tuple[str, ...]:
+    """What matplotlib can save a figure as (png, pdf, svg, eps, …), as file suffixes; png first."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    kinds = sorted(set(FigureCanvasBase.get_supported_filetypes()) - {"raw", "rgba"})  # raw pixels: no image file
+    return (".png", *(f".{kind}" for kind in kinds if kind != "png"))
 
 
 def output_file(path: Path, option: str, suffixes: tuple[str, ...], default_suffix: str | None = None) -> Path:
@@ -20,15 +29,17 @@ def output_file(path: Path, option: str, suffixes: tuple[str, ...], default_suff
         raise LabError(f"{option} {path}: that is a folder; give a file name, e.g. {example}")
     if path.suffix.lower() not in suffixes:
         raise LabError(f"{option} {path}: the file must end in {', '.join(suffixes)}")
-    existed = path.exists()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "ab"):  # appending creates or keeps the file, never truncates it
-            pass
+        probe = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)  # fails on anything there, links included
+    except FileExistsError:  # a file (or a link) the user has: check it can be written, never touch it
+        if os.path.exists(path) and not os.access(path, os.W_OK):
+            raise LabError(f"{option} {path}: cannot write there (the file is read-only)") from None
+        return path
     except OSError as error:
         raise LabError(f"{option} {path}: cannot write there ({error.strerror or error})") from None
-    if not existed:
-        path.unlink()
+    os.close(probe)
+    os.unlink(path)  # only the empty file this call made
     return path
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from lab.errors import LabError
-from lab.outputs import IMAGE_SUFFIXES, output_file, save_figure
+from lab.outputs import figure_suffixes, output_file, save_figure
 from lab.tracking import read_metrics
 
 Series = dict[str, tuple[list[float], list[float]]]  # metric -> (x, y)
@@ -78,7 +78,7 @@ def plot_runs(run_dirs: list[Path], out: Path | None = None, metrics: list[str] 
         if not series:
             raise LabError(f"'{run_dir}' has no metrics to plot yet (metrics.jsonl is empty or missing)")
     panels = select_metrics(sorted({key for series in runs.values() for key in series}), metrics)
-    out = output_file(out or default_output(run_dirs), "--out", IMAGE_SUFFIXES, default_suffix=".png")
+    out = output_file(out or default_output(run_dirs), "--out", figure_suffixes(), default_suffix=".png")
 
     import matplotlib
 

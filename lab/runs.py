@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,17 +36,26 @@ def training_lock(run_dir: Path) -> Iterator[None]:
     """Held while this process trains the run, so that a second `lab train --resume` of it is refused instead of
     both writing checkpoints and logs. The OS drops the lock when the process ends, however it ends."""
     import fcntl
+    import socket
 
-    descriptor = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        descriptor = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:  # a read-only run dir, or another user's run: training could not write there either
+        raise LabError(f"cannot train in '{run_dir}' ({error.strerror or error}); resume a copy of it that you "
+                       "can write to") from None
     try:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.read(descriptor, 32).decode(errors="replace").strip() or "?"
-            raise LabError(f"'{run_dir}' is being trained by another process (pid {holder}); wait for it to end, "
+            holder = os.read(descriptor, 256).decode(errors="replace").strip() or "?"
+            raise LabError(f"'{run_dir}' is being trained by another process ({holder}); wait for it to end, "
                            "or stop it (Ctrl-C writes a checkpoint) and resume then") from None
-        os.ftruncate(descriptor, 0)
-        os.write(descriptor, str(os.getpid()).encode())
+        except OSError as error:  # a file system without locks (NFS without lockd, some FUSE mounts)
+            print(f"note: cannot lock '{run_dir}' ({error.strerror or error}); nothing stops a second process "
+                  "from training it at the same time", file=sys.stderr)
+        else:
+            os.ftruncate(descriptor, 0)
+            os.write(descriptor, f"pid {os.getpid()} on {socket.gethostname()}".encode())
         yield
     finally:
         os.close(descriptor)
@@ -64,6 +74,8 @@ def is_training(run_dir: Path) -> bool:
         return False
     except BlockingIOError:
         return True
+    except OSError:  # no locks on this file system: nobody can be seen training
+        return False
     finally:
         os.close(descriptor)
 
@@ -110,7 +122,7 @@ def open_run(run_dir: Path, overrides: list[str] | None = None) -> tuple[RunConf
         raise LabError(f"'{run_dir}' is not a run dir (no {CONFIG_FILE} / {RUN_FILE}); "
                        "pass a directory made by `lab train`")
     info = _read_run_info(run_dir)
-    data = read_yaml(run_dir / CONFIG_FILE)
+    data = read_yaml(run_dir / CONFIG_FILE, written_by_lab=True)
     if isinstance(data.get("task"), str) and data["task"] in TASKS:
         data = TASKS.get(data["task"]).upgrade_config(data, info.get("format", 1))
     if overrides:
@@ -157,15 +169,32 @@ def load_trained_task(run_dir: Path, which: str = "best", device: str | None = N
     return task, config, path
 
 
+def restart_metrics(run_dir: Path) -> Path | None:
+    """Before a run that saved no checkpoint trains again from step 0: its log so far moves aside (and is
+    returned), so the new log starts empty without losing the old one."""
+    log = run_dir / METRICS_FILE
+    if not log.is_file() or log.stat().st_size == 0:
+        return None
+    kept = run_dir / "metrics-before-restart.jsonl"
+    os.replace(log, kept)
+    return kept
+
+
+def read_result(run_dir: Path) -> dict[str, Any] | None:
+    """What the trainer wrote to result.json when training last ended (step, evaluations, early stop), if it did."""
+    path = run_dir / RESULT_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
 def describe_run(run_dir: Path, now: float | None = None) -> dict[str, Any]:
     """One row of `lab runs`: what the run is, how far it got, its best evaluation and how it ended ("training"
     while a process holds its lock; "unfinished" when one stopped or was killed before the end)."""
     info = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
-    trainer = (read_yaml(run_dir / CONFIG_FILE).get("trainer") or {}) if (run_dir / CONFIG_FILE).is_file() else {}
+    config_file = run_dir / CONFIG_FILE
+    trainer = (read_yaml(config_file, written_by_lab=True).get("trainer") or {}) if config_file.is_file() else {}
     root = ckpt.checkpoint_dir(run_dir)
     latest, best = ckpt.read_pointer(root, "latest"), ckpt.read_pointer(root, "best")
-    result_path = run_dir / RESULT_FILE
-    result = json.loads(result_path.read_text(encoding="utf-8")) if result_path.is_file() else None
+    result = read_result(run_dir)
     metrics = run_dir / METRICS_FILE
     saved_step = latest["step"] if latest else None
     logged = read_metrics(run_dir)

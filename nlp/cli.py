@@ -16,7 +16,7 @@ from lab import checkpoint as ckpt
 from lab.commands import Command, register_command
 from lab.devices import resolve_device
 from lab.errors import LabError, require_utf8
-from lab.outputs import IMAGE_SUFFIXES, output_file, save_figure
+from lab.outputs import figure_suffixes, output_file, save_figure
 from lab.runs import open_run
 from nlp.tokenization import TranslationTokenizers
 from nlp.translation import TranslationConfig, build_translation_model
@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         raise LabError("--attention draws one sentence: give the TEXT argument too")
     if args.text is not None and not require_utf8(args.text, "the text").strip():
         raise LabError("nothing to translate: the text is empty")
-    attention = (output_file(args.attention, "--attention", IMAGE_SUFFIXES, default_suffix=".png")
+    attention = (output_file(args.attention, "--attention", figure_suffixes(), default_suffix=".png")
                  if args.attention is not None else None)
     translator = load_translator(args.run_dir, args.checkpoint, args.device, args.beam)
 

@@ -88,11 +88,26 @@ def test_resume_before_the_first_checkpoint_trains_from_the_start(trained_run: P
     shutil.rmtree(copy / "checkpoints")  # as a run killed before its first checkpoint
     (copy / "checkpoints" / ".step_000000100.tmp-1").mkdir(parents=True)  # and a write the kill cut off
     (copy / "checkpoints" / ".step_000000100.tmp-1" / "state.json").write_text("{")
+    old_log = (copy / "metrics.jsonl").read_text()
     assert main(["train", "--resume", str(copy)]) == 0
-    assert "no checkpoint yet; training it from the start" in capsys.readouterr().err
+    assert "no checkpoint yet; training it from the start with its config (its old log is kept as " \
+           "metrics-before-restart.jsonl)" in capsys.readouterr().err
     steps = [json.loads(line)["step"] for line in (copy / "metrics.jsonl").read_text().splitlines()]
-    assert steps == sorted(steps) and steps[-1] == 300  # the old log was not kept under the new one
+    assert steps == sorted(steps) and steps[-1] == 300  # a new log, not the old one continued
+    assert (copy / "metrics-before-restart.jsonl").read_text() == old_log  # and the old one is not lost
     assert (copy / "checkpoints" / "step_000000300").is_dir()
+
+
+def test_resume_finishes_a_run_killed_between_its_last_checkpoint_and_its_result(trained_run: Path, tmp_path: Path,
+                                                                                   capsys) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained_run, copy)
+    (copy / "result.json").unlink()  # as a kill during the final evaluation leaves it
+    assert main(["train", "--resume", str(copy), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["step"] == 300
+    assert json.loads((copy / "result.json").read_text())["step"] == 300
 
 
 def saved_files(run_dir: Path) -> dict[Path, int]:
@@ -126,6 +141,45 @@ def test_damaged_checkpoint_files_are_one_line_errors(trained_run: Path, tmp_pat
     assert main(["eval", str(weights)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is damaged or incomplete" in err
+
+
+def test_strings_that_look_like_numbers_survive_a_saved_config(tmp_path: Path, capsys) -> None:
+    run_dir = tmp_path / "run"
+    assert main(["train", "dqn/cartpole", *TINY, 'tracking.tags=["1e-3", ".5e3"]', 'tracking.name="2e5"',
+                 "--run-dir", str(run_dir)]) == 0
+    assert main(["train", "--resume", str(run_dir), "trainer.max_steps=400", "--json"]) == 0  # reads its config back
+    capsys.readouterr()
+    assert main(["config", str(run_dir / "config.yaml"), "--json"]) == 0
+    tracking = json.loads(capsys.readouterr().out)["tracking"]
+    assert (tracking["tags"], tracking["name"]) == (["1e-3", ".5e3"], "2e5")
+
+
+def test_a_run_dir_without_locks_still_trains_and_one_without_write_access_is_one_line(
+        tmp_path: Path, monkeypatch, capsys) -> None:
+    import errno
+    import fcntl
+    import os
+
+    def no_locks(descriptor: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(fcntl, "flock", no_locks)  # NFS without lockd, some FUSE mounts
+        assert main(["train", "dqn/cartpole", *TINY, "--run-dir", str(tmp_path / "nfs")]) == 0
+        assert "note: cannot lock" in capsys.readouterr().err
+
+    real_open = os.open
+
+    def read_only(path, flags, *args):
+        if str(path).endswith(LOCK_FILE):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", read_only)
+    assert main(["train", "dqn/cartpole", *TINY, "--run-dir", str(tmp_path / "ro")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot train in") and err.count("\n") == 1
+    assert not (tmp_path / "ro").exists()  # the run dir this command made is gone again
 
 
 def test_run_dir_that_cannot_be_a_run_is_one_line(tmp_path: Path, capsys) -> None:

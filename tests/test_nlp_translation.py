@@ -350,7 +350,7 @@ def test_translate_notes_odd_input_instead_of_failing(trained_run: Path, capsys:
 @pytest.mark.parametrize("arguments, message", [
     (["Eins.", "--beam", "0"], "--beam must be at least 1"),
     (["--attention", "a.png"], "give the TEXT argument too"),
-    (["Eins.", "--attention", "a.xyz"], "--attention a.xyz: the file must end in .png, .pdf, .svg, .jpg, .jpeg"),
+    (["Eins.", "--attention", "a.xyz"], "--attention a.xyz: the file must end in .png, .avif, .eps"),
     (["Eins.", "--attention", "/proc/a.png"], "--attention /proc/a.png: cannot write there"),
 ])
 def test_translate_rejects_bad_options(trained_run: Path, capsys: pytest.CaptureFixture, arguments: list[str],

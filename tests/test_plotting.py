@@ -99,13 +99,27 @@ def test_default_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
 
 @pytest.mark.parametrize("out, message", [
     ("/proc/no/curves.png", "--out /proc/no/curves.png: cannot write there"),
-    ("curves.txt", "--out curves.txt: the file must end in .png, .pdf, .svg, .jpg, .jpeg"),
+    ("curves.txt", "--out curves.txt: the file must end in .png, .avif, .eps"),
     (".", "--out .: that is a folder; give a file name, e.g. out.png"),
 ])
 def test_an_unwritable_plot_is_a_one_line_error(two_runs, capsys, out: str, message: str) -> None:
     assert main(["plot", str(two_runs[0]), "--out", out]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"error: {message}")
+
+
+def test_checking_an_output_never_touches_what_is_there(tmp_path: Path) -> None:
+    from lab.outputs import figure_suffixes, output_file
+
+    mine = tmp_path / "mine.png"
+    mine.write_bytes(b"keep me")
+    link = tmp_path / "link.png"
+    link.symlink_to(tmp_path / "figures" / "latest.png")  # dangling until the plot is written through it
+    for path in (mine, link):
+        assert output_file(path, "--out", figure_suffixes()) == path
+    assert mine.read_bytes() == b"keep me" and link.is_symlink() and not (tmp_path / "figures").exists()
+    fresh = tmp_path / "new" / "curves.eps"  # a format for LaTeX documents
+    assert output_file(fresh, "--out", figure_suffixes()) == fresh and not fresh.exists() and fresh.parent.is_dir()
 
 
 def test_an_output_without_a_suffix_is_a_png_and_reported_as_one(two_runs, tmp_path: Path, capsys) -> None:

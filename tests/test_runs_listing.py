@@ -177,7 +177,7 @@ def test_a_run_being_trained_is_locked_and_listed_as_training(tmp_path: Path, ca
         assert describe_run(run_dir)["status"] == "training"
         before = (run_dir / "config.yaml").read_text()
         assert main(["train", "--resume", str(run_dir), "trainer.max_steps=2000000"]) == 2
-        assert f"is being trained by another process (pid {live.pid})" in capsys.readouterr().err
+        assert f"is being trained by another process (pid {live.pid} on " in capsys.readouterr().err
         assert (run_dir / "config.yaml").read_text() == before  # the refused resume changed nothing
     finally:
         live.send_signal(signal.SIGTERM)

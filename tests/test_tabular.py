@@ -82,7 +82,7 @@ def test_sarsa_learns_the_safe_path_and_q_learning_the_edge(tmp_path: Path, caps
 
 @pytest.mark.parametrize("arguments, message", [
     (["--rows", "-3"], "--rows must be 0 or more, got -3"),
-    (["--plot", "q.txt"], "--plot q.txt: the file must end in .png, .pdf, .svg, .jpg, .jpeg"),
+    (["--plot", "q.txt"], "--plot q.txt: the file must end in .png, .avif, .eps"),
     (["--plot", "/proc/q.png"], "--plot /proc/q.png: cannot write there"),
 ])
 def test_qtable_bad_options_are_one_line_before_any_output(tmp_path: Path, capsys, arguments: list[str],
