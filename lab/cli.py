@@ -150,7 +150,7 @@ def _open_resumed_run(run_dir: Path, overrides: list[str],
     """The config, run info and checkpoint to go on from. With `held` (the process that owns the run), the
     run's training lock is taken before anything in it changes, and notes are printed."""
     from lab.checkpoint import find_checkpoint, has_checkpoint, read_checkpoint_step
-    from lab.runs import open_run, read_result, restart_metrics, save_resumed_config, training_lock
+    from lab.runs import open_run, read_result, restart_run, save_resumed_config, training_lock
 
     config, info = open_run(run_dir, overrides)
     if held is not None:
@@ -170,7 +170,7 @@ def _open_resumed_run(run_dir: Path, overrides: list[str],
     else:  # stopped before it saved anything: nothing to lose, so train it from the start
         resume_from = None
         if held is not None:
-            kept = restart_metrics(run_dir)
+            kept = restart_run(run_dir, info)
             print(f"note: '{run_dir}' has no checkpoint yet; training it from the start with its config"
                   + (f" (its old log is kept as {kept.name})" if kept else ""), file=sys.stderr)
     if overrides and held is not None:

@@ -96,7 +96,7 @@ def create_run_dir(run_dir: Path, config: RunConfig, config_source: str) -> dict
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:  # a file where a parent folder should be, no permission, a read-only disk
         raise LabError(f"cannot make run dir '{run_dir}' ({err.strerror or err}); choose another --run-dir") from None
-    info = {"run_id": f"{run_dir.name}-{int(time.time() * 1000) % 10**6:06d}", "task": config.task,
+    info = {"run_id": new_run_id(run_dir), "task": config.task,
             "config_source": config_source, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "format": RUN_FORMAT}
     save_config(config, run_dir / CONFIG_FILE)
     atomic_write_json(run_dir / RUN_FILE, info)
@@ -169,9 +169,17 @@ def load_trained_task(run_dir: Path, which: str = "best", device: str | None = N
     return task, config, path
 
 
-def restart_metrics(run_dir: Path) -> Path | None:
+def new_run_id(run_dir: Path) -> str:
+    """The W&B run id: the dir's name and a time stamp, so two runs of one name never share a W&B run."""
+    return f"{run_dir.name}-{int(time.time() * 1000) % 10**6:06d}"
+
+
+def restart_run(run_dir: Path, info: dict[str, Any]) -> Path | None:
     """Before a run that saved no checkpoint trains again from step 0: its log so far moves aside (and is
-    returned), so the new log starts empty without losing the old one."""
+    returned), and it gets a new W&B run id (W&B drops steps lower than a run's last, so the old run would
+    swallow the new curve until it passed the old one's end)."""
+    info["run_id"] = new_run_id(run_dir)
+    atomic_write_json(run_dir / RUN_FILE, info)
     log = run_dir / METRICS_FILE
     if not log.is_file() or log.stat().st_size == 0:
         return None

@@ -89,7 +89,9 @@ def test_resume_before_the_first_checkpoint_trains_from_the_start(trained_run: P
     (copy / "checkpoints" / ".step_000000100.tmp-1").mkdir(parents=True)  # and a write the kill cut off
     (copy / "checkpoints" / ".step_000000100.tmp-1" / "state.json").write_text("{")
     old_log = (copy / "metrics.jsonl").read_text()
+    old_id = json.loads((copy / "run.json").read_text())["run_id"]
     assert main(["train", "--resume", str(copy)]) == 0
+    assert json.loads((copy / "run.json").read_text())["run_id"] != old_id  # a new W&B run: its steps start at 0
     assert "no checkpoint yet; training it from the start with its config (its old log is kept as " \
            "metrics-before-restart.jsonl)" in capsys.readouterr().err
     steps = [json.loads(line)["step"] for line in (copy / "metrics.jsonl").read_text().splitlines()]
