@@ -341,6 +341,8 @@ def bleu_after_budget(args: argparse.Namespace) -> dict[str, Any]:
         common.append("model.bf16=true")
     if args.eval_sentences:
         common.append(f"evaluation.max_sentences={args.eval_sentences}")
+    if args.ding_path:
+        common.append(f"data.ding_path={args.ding_path}")
     transformer_options = load_config(TRANSFORMER_CONFIG).model.options
     marian_options = {k: v for k, v in transformer_options.items() if k in inspect.signature(MarianSeq2Seq).parameters}
     runs = {name: (config, []) for name, config in RNN_CONFIGS.items()}
@@ -376,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also profile one beam search of each model: kernels (CUDA) or operators per step")
     parser.add_argument("--models", nargs="+", metavar="NAME", help="(c) only these of: "
                         + ", ".join([*RNN_CONFIGS, "seq2seq_transformer", "hf_marian"]))
+    parser.add_argument("--ding-path", metavar="FILE", help="(c) the Ding dictionary, where it is not at "
+                        "/usr/share/trans/de-en (a copy carried to a machine without Debian's trans-de-en)")
     parser.add_argument("--eval-sentences", type=int,
                         help="(c) translate at most this many valid sentences at each evaluation (CPU: 100)")
     shape = parser.add_argument_group("model and batch shape for (a) and (b); defaults GPU / CPU")

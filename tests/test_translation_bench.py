@@ -46,3 +46,12 @@ def test_a_cpu_run_defaults_to_a_tiny_budget(capsys: pytest.CaptureFixture[str])
     assert load_bench().main(["--device", "cpu", "--skip-bleu", "--skip-throughput", "--json"]) == 0
     shape = json.loads(capsys.readouterr().out)["shape"]
     assert (shape["d_model"], shape["layers"], shape["vocab"], shape["decode_batch"]) == (64, 2, 2000, 8)
+
+
+def test_bleu_reads_the_ding_file_it_is_given(tmp_path) -> None:
+    from lab.errors import LabError
+
+    missing = tmp_path / "ding-de-en"
+    with pytest.raises(LabError, match=str(missing)):  # the path reaches the run's data.ding_path
+        load_bench().main(["--device", "cpu", "--skip-throughput", "--models", "seq2seq_gru_bahdanau",
+                           "--budget-seconds", "1", "--ding-path", str(missing)])
