@@ -21,11 +21,16 @@ def did_you_mean(name: str, choices: Iterable[str], n: int = 3) -> str:
     return f" (valid: {shown})"
 
 
+def not_utf8(where: str) -> LabError:
+    """The error for input that is not UTF-8 text, with the usual way to convert it."""
+    return LabError(f"{where} is not UTF-8 text; convert it first (e.g. iconv -f latin1 -t utf-8)")
+
+
 def require_utf8(text: str, where: str) -> str:
     """`text` back if it is valid Unicode. Bytes that were not UTF-8 (in argv, or read with surrogateescape)
     reach Python as stand-in characters that a tokenizer would choke on."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise LabError(f"{where} is not UTF-8 text; convert it first (e.g. iconv -f latin1 -t utf-8)") from None
+        raise not_utf8(where) from None
     return text

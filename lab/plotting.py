@@ -45,7 +45,7 @@ def select_metrics(available: list[str], patterns: list[str] | None) -> list[str
     ordered = sorted(available, key=lambda k: (not k.startswith("eval/"), k))
 
     def without_bands(keys: list[str]) -> list[str]:  # a std_* curve drawn as its mean_* twin's band
-        twins = {k.replace("/mean_", "/std_", 1) for k in keys if "/mean_" in k}
+        twins = {_std_key(k) for k in keys}
         return [k for k in keys if k not in twins]
 
     if not patterns:
@@ -118,11 +118,15 @@ def plot_runs(run_dirs: list[Path], out: Path | None = None, metrics: list[str] 
     return save_figure(fig, out, "--out"), panels
 
 
+def _std_key(key: str) -> str | None:
+    """The key of a mean_* metric's spread (eval/mean_return → eval/std_return); None for other metrics."""
+    prefix, slash, name = key.rpartition("/")
+    return f"{prefix}{slash}std_{name.removeprefix('mean_')}" if name.startswith("mean_") else None
+
+
 def _std_twin(series: Series, key: str) -> list[float] | None:
-    prefix, name = key.rsplit("/", 1) if "/" in key else ("", key)
-    if not name.startswith("mean_"):
-        return None
-    std = series.get(f"{prefix}/{name.replace('mean_', 'std_', 1)}")
+    std_key = _std_key(key)
+    std = series.get(std_key) if std_key else None
     return std[1] if std is not None and len(std[1]) == len(series[key][1]) else None
 
 

@@ -197,7 +197,7 @@ def read_result(run_dir: Path) -> dict[str, Any] | None:
 def describe_run(run_dir: Path, now: float | None = None) -> dict[str, Any]:
     """One row of `lab runs`: what the run is, how far it got, its best evaluation and how it ended ("training"
     while a process holds its lock; "unfinished" when one stopped or was killed before the end)."""
-    info = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
+    info = _read_run_info(run_dir)
     config_file = run_dir / CONFIG_FILE
     trainer = (read_yaml(config_file, written_by_lab=True).get("trainer") or {}) if config_file.is_file() else {}
     root = ckpt.checkpoint_dir(run_dir)

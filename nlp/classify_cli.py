@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from lab.commands import Command, register_command
-from lab.errors import LabError, require_utf8
+from lab.errors import LabError, not_utf8, require_utf8
 from nlp.text_classification import Prediction, load_text_predictor
 
 
@@ -19,8 +19,7 @@ def _read_lines(path: Path) -> list[tuple[int, str]]:
     except OSError as err:
         raise LabError(f"cannot read '{path}': {err.strerror}") from None
     except UnicodeDecodeError:
-        source = "standard input" if str(path) == "-" else f"'{path}'"
-        raise LabError(f"{source} is not UTF-8 text; convert it first (e.g. iconv -f latin1 -t utf-8)") from None
+        raise not_utf8("standard input" if str(path) == "-" else f"'{path}'") from None
     return [(number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
 
 

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from lab import checkpoint as ckpt
 from lab.commands import Command, register_command
 from lab.devices import resolve_device
-from lab.errors import LabError, require_utf8
+from lab.errors import LabError, not_utf8, require_utf8
 from lab.outputs import figure_suffixes, output_file, save_figure
 from lab.runs import open_run
 from nlp.tokenization import TranslationTokenizers
@@ -102,8 +102,7 @@ def _stdin_batches() -> Iterator[list[str]]:
         try:
             return raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r")
         except UnicodeDecodeError:
-            raise LabError(f"line {number} of the input is not UTF-8 text; convert it first "
-                           "(e.g. iconv -f latin1 -t utf-8)") from None
+            raise not_utf8(f"line {number} of the input") from None
 
     for lines in _arriving_lines(sys.stdin.buffer):
         yield [decoded(raw) for raw in lines]

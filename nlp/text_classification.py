@@ -332,7 +332,8 @@ def read_labels(run_dir: Path) -> tuple[list[str], int]:
         names = saved["labels"]
         return names, names.index(saved["positive"]) if saved.get("positive") else 1
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:  # written atomically: outside damage
-        raise LabError(f"'{path}' is damaged ({type(error).__name__}: {error}); the run's classes cannot be read") from None
+        raise LabError(f"'{path}' is damaged ({type(error).__name__}: {error}); the run's classes cannot be "
+                       "read") from None
 
 
 def load_text_predictor(run_dir: Path, checkpoint: str = "best", device: str | None = None) -> TextPredictor:
